@@ -24,6 +24,12 @@ _LAZY = {
     "FitError": "exceptions",
     "InsufficientDataError": "exceptions",
     "Knobs": "knobs",
+    "BanditProblem": "bandit",
+    "BanditRun": "bandit",
+    "to_grpo_kwargs": "knobs",
+    "knobs_from_params": "knobs",
+    "InstabilityLabel": "instability",
+    "label_run": "instability",
     "Regime": "dynamics",
     "TrajectoryFit": "dynamics",
     "fit_trajectory": "dynamics",
@@ -32,16 +38,23 @@ _LAZY = {
     "estimate_stiffness": "stiffness",
     "EdgeEstimate": "stability",
     "StabilityModel": "stability",
+    "Verdict": "stability",
     "StableRegionSampler": "sampler",
     "TrajectoryPruner": "pruner",
     "PilotResult": "pilot",
     "run_pilot": "pilot",
+    "make_objective": "pilot",
+    "builtin_task": "tasks",
     "diagnose": "diagnostics",
     "AdvisorCallback": "diagnostics",
+    "FeasibilityReport": "report",
+    "build_report": "report",
+    "recommend_refresh": "refresh",
+    "load_study_file": "study_file",
 }
 _SUBMODULES = (
     "bandit", "dynamics", "stiffness", "stability", "knobs", "group_size", "sampler", "pruner",
-    "pilot", "diagnostics", "report", "study_file", "cli", "tasks", "instability",
+    "pilot", "diagnostics", "report", "refresh", "study_file", "cli", "tasks", "instability",
 )
 
 __all__ = sorted(_LAZY) + ["bandit"]

@@ -1,0 +1,246 @@
+"""`TrajectoryPruner`: prune GRPO trials from the closed-form fit of their reward curve.
+
+Two rules, checked at every report (``trial.report(reward, step)``):
+
+1. **Collapse** (at once, no warm-up): the shared instability rule
+   (`advisor.instability.InstabilityDetector`) on the reported rewards plus the health signals the
+   objective stored in the user attribute ``"advisor:health"`` (columns of TRL log keys, e.g.
+   ``{"step": [...], "grad_norm": [...], "entropy": [...], "kl": [...]}``). A non-finite reward
+   counts as divergence.
+2. **Trajectory** (after ``n_warmup_steps``): fit the closed-form trajectory
+   (`advisor.dynamics.fit_trajectory`) and predict the statistic at the horizon with a
+   ``interval`` prediction band; prune when even the optimistic end of the band is worse than
+   the reference: the best completed trial, or the ``percentile`` of the completed trials.
+
+The decision depends only on ``(study, trial)`` and the constructor settings, so it works with
+RDB storage and many workers. The reason is stored on the trial (``advisor:prune_reason`` is
+``"collapse"`` or ``"trajectory"``), which `advisor.StableRegionSampler` reads for its online
+edge update. Bad data in one trial never raises: the pruner warns and does not prune.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
+
+import numpy as np
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from advisor._validation import check_int
+from advisor._validation import check_interval
+from advisor._validation import check_options
+from advisor.exceptions import AdvisorError
+from advisor.exceptions import AdvisorWarning
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+__all__ = ["TrajectoryPruner"]
+
+Statistic = Literal["final", "mean"]
+_TIE = 1e-9
+_N_DRAWS = 500  # parameter draws for the band: quantile error ~1% of its width, 0.2 ms per step
+
+
+class TrajectoryPruner(BasePruner):
+    """Prune trials whose predicted reward cannot beat the reference, and collapsed trials.
+
+    Args:
+        n_warmup_steps: Reports before the trajectory rule may prune (the collapse rule
+            applies from the first report). The fit needs a few points beyond the rise.
+        n_startup_trials: Completed trials needed before the trajectory rule may prune.
+        interval_steps: Fit at every this many reports after the warm-up (a fit costs ~4 ms).
+        percentile: ``None`` compares with the best completed trial; ``p`` in (0, 100) with the
+            ``p``-th percentile from the top of the completed trials (keeps the top p%).
+        interval: Central probability of the prediction band, in (0, 1).
+        n_steps: Horizon (last step) of a full trial; ``None`` = the last step of the
+            reference trial.
+        statistic: ``"final"``: reward at the horizon; ``"mean"``: mean reward over steps up to
+            the horizon (use it when the objective is the mean reward of the run).
+        models: Trajectory models passed to `advisor.dynamics.fit_trajectory`.
+        detect_collapse: Apply the collapse rule.
+
+    Example:
+        >>> import optuna
+        >>> pruner = TrajectoryPruner(n_warmup_steps=10, n_steps=40)
+        >>> study = optuna.create_study(direction="maximize", pruner=pruner)
+        >>> good = {s: 0.9 - 0.6 * math.exp(-0.2 * s) for s in range(41)}
+        >>> study.add_trial(optuna.create_trial(value=0.9, intermediate_values=good))
+        >>> trial = study.ask()
+        >>> for s in range(16):
+        ...     trial.report(0.3 + 0.1 * (1 - math.exp(-0.3 * s)), s)
+        >>> trial.should_prune()
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        n_warmup_steps: int = 10,
+        n_startup_trials: int = 1,
+        interval_steps: int = 5,
+        percentile: float | None = None,
+        interval: float = 0.9,
+        n_steps: int | None = None,
+        statistic: Statistic = "final",
+        models: tuple[str, ...] = ("exponential",),
+        detect_collapse: bool = True,
+    ) -> None:
+        self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, low=0)
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, low=1)
+        self._interval_steps = check_int("interval_steps", interval_steps, low=1)
+        self._percentile = None if percentile is None else check_interval(
+            "percentile", percentile, low=0.0, high=100.0, low_closed=False, high_closed=False)
+        self._interval = check_interval("interval", interval, low=0.0, high=1.0,
+                                        low_closed=False, high_closed=False)
+        self._n_steps = None if n_steps is None else check_int("n_steps", n_steps, low=1)
+        self._statistic = check_options("statistic", statistic, ("final", "mean"))
+        if not models:
+            raise ValueError("`models` must name at least one trajectory model, got ().")
+        self._models = tuple(models)
+        self._detect_collapse = bool(detect_collapse)
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        steps, rewards = _curve(trial.intermediate_values)
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        if self._detect_collapse:
+            # the rule reads rewards (higher is better): a minimised metric is negated
+            reason = self._collapse_reason(trial, steps, rewards if maximize else -rewards)
+            if reason is not None:
+                _record(study, trial, {"advisor:prune_reason": "collapse",
+                                       "advisor:collapsed": True,
+                                       "advisor:collapse_rule": reason})
+                return True
+        if not np.isfinite(rewards).all():
+            _warn(f"trial {trial.number} reported a non-finite value; it will not be pruned by "
+                  "the trajectory rule (enable detect_collapse to prune divergence).")
+            return False
+        # every interval_steps-th REPORT after the warm-up, so sparse reports still get fits
+        n_after = int((steps >= self._n_warmup_steps).sum())
+        if step < self._n_warmup_steps or (n_after - 1) % self._interval_steps:
+            return False
+        reference, horizon = self._reference(study, maximize)
+        if reference is None or horizon is None or horizon <= step:
+            return False
+        optimistic = self._optimistic(trial, steps, rewards, horizon, maximize)
+        if optimistic is None:
+            return False
+        tol = _TIE * max(1.0, abs(reference))  # a tie (the best trial itself) never prunes
+        worse = optimistic < reference - tol if maximize else optimistic > reference + tol
+        if worse:
+            _record(study, trial, {"advisor:prune_reason": "trajectory",
+                                   "advisor:predicted_best_case": optimistic,
+                                   "advisor:reference": reference})
+        return bool(worse)
+
+    # ------------------------------------------------------------------------------- internals
+    def _collapse_reason(self, trial: FrozenTrial, steps: np.ndarray,
+                         rewards: np.ndarray) -> str | None:
+        from advisor.instability import InstabilityDetector
+        from advisor.instability import normalize_history
+
+        if not np.isfinite(rewards).all():
+            return "nonfinite"
+        try:
+            rows: list[dict[str, Any]] = [{"step": int(s), "reward": float(r)}
+                                          for s, r in zip(steps, rewards, strict=True)]
+            health = trial.user_attrs.get("advisor:health")
+            if isinstance(health, Mapping) and health:
+                rows += normalize_history(dict(health))
+            start = trial.user_attrs.get("advisor:start_reward")
+            det = InstabilityDetector(start_reward=start if _finite(start) else None)
+            for row in normalize_history(rows):  # merges the reward and health rows per step
+                if det.update(row) is not None:
+                    break
+        except (AdvisorError, ValueError, TypeError, KeyError) as exc:
+            _warn(f"could not apply the instability rule to trial {trial.number} ({exc}); it "
+                  "will not be pruned for collapse at this step.")
+            return None
+        return None if det.label is None else str(det.label.reason)
+
+    def _reference(self, study: Study, maximize: bool) -> tuple[float | None, int | None]:
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(completed) < self._n_startup_trials:
+            return None, None
+        if self._percentile is None:
+            best = study.best_trial
+            if not best.intermediate_values:
+                _warn("the best trial has no intermediate values, so TrajectoryPruner cannot "
+                      "compare with it; no trial will be pruned by the trajectory rule.")
+                return None, None
+            horizon = self._n_steps if self._n_steps is not None else best.last_step
+            return _statistic(best.intermediate_values, horizon, self._statistic), horizon
+        horizon = self._n_steps if self._n_steps is not None else max(
+            (t.last_step for t in completed if t.last_step is not None), default=None)
+        if horizon is None:
+            return None, None
+        stats = np.array([_statistic(t.intermediate_values, horizon, self._statistic)
+                          for t in completed if t.intermediate_values])
+        stats = stats[np.isfinite(stats)]
+        if stats.size < self._n_startup_trials:
+            return None, None
+        q = 100.0 - self._percentile if maximize else self._percentile
+        return float(np.percentile(stats, q)), horizon
+
+    def _optimistic(self, trial: FrozenTrial, steps: np.ndarray, rewards: np.ndarray,
+                    horizon: int, maximize: bool) -> float | None:
+        from advisor import dynamics
+
+        try:
+            fit = dynamics.fit_trajectory(rewards, steps=steps, models=self._models)
+            n_future = horizon - int(steps[-1])
+            # the band at <= 16 future steps: predict() costs ~25 us per step and 500 draws
+            points = (np.array([float(horizon)]) if self._statistic == "final" else
+                      np.linspace(steps[-1] + 1, horizon, min(16, n_future)))
+            _, low, high = fit.predict(points, interval=self._interval, n_samples=_N_DRAWS)
+        except (AdvisorError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            if not isinstance(exc, AdvisorError):
+                _warn(f"the trajectory fit of trial {trial.number} failed ({exc}); it will not "
+                      "be pruned at this step.")
+            return None
+        band = np.asarray(high if maximize else low, dtype=float)
+        if not np.isfinite(band).all():
+            return None
+        if self._statistic == "final":
+            return float(band[-1])
+        observed = rewards[steps <= horizon]
+        future_sum = float(band.mean()) * n_future  # band at evenly spaced future steps
+        return float((observed.sum() + future_sum) / (observed.size + n_future))
+
+
+def _curve(values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.array(sorted(values), dtype=float)
+    return steps, np.array([values[int(s)] for s in steps], dtype=float)
+
+
+def _statistic(values: Mapping[int, float], horizon: int, kind: str) -> float:
+    steps, rewards = _curve(values)
+    keep = steps <= horizon
+    if not keep.any():
+        return math.nan
+    return float(rewards[keep][-1] if kind == "final" else rewards[keep].mean())
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _record(study: Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(f"TrajectoryPruner: {msg}", AdvisorWarning, stacklevel=3)

@@ -1,0 +1,667 @@
+"""`StableRegionSampler`: any Optuna sampler, restricted to the predicted-stable region.
+
+Design (see ``docs/architecture.md`` and ``trl-optuna-notes.md`` section 1.2). Per-trial bounds
+such as ``suggest_float("learning_rate", lo, eta_max(knobs))`` would drop ``learning_rate`` from
+Optuna's intersection search space, and rejection loops stall GP and CMA-ES. So the learning
+rate is reparametrised: the base sampler proposes the other knobs and a stability coordinate
+``u = "advisor:lr_fraction"`` in the FIXED box [0, 1], and the sampler maps it into the user's
+declared range below the stable bound,
+
+.. math::
+    \\eta = \\eta_{lo} (\\eta_{up} / \\eta_{lo})^{u}, \\qquad
+    \\eta_{up} = \\min(\\eta_{hi},\\; s\\, \\eta_{max}(\\text{knobs})\\, e^{-m}, \\ldots)
+
+(linear instead of geometric for a non-log distribution), where ``eta_max`` is the model's
+edge, ``s`` the online edge factor and ``m`` the safety margin; the chance constraint and the
+damping-ratio floor can lower ``eta_up`` further. The objective keeps calling
+``trial.suggest_float("learning_rate", 1e-6, 1e-1, log=True)`` and receives the constrained
+value, so ``trial.params`` holds the real learning rate and ``GRPOConfig(**to_grpo_kwargs(
+trial.params))`` works. The base sampler never sees ``learning_rate``: it is handed a view of the
+study in which every trial's ``learning_rate`` is replaced by its ``advisor:lr_fraction`` user
+attribute, so TPE, GP and CMA-ES learn on the fixed box.
+
+Online update: the edge factor ``s`` is recomputed at every trial from the finished trials in
+the storage (user attributes only, so it works across workers and restarts). Each trial's
+evidence is its ratio ``r = learning_rate / advisor:lr_max_model`` and whether it collapsed
+(``advisor:collapsed`` set by the objective, or ``advisor:prune_reason == "collapse"`` set by
+`advisor.TrajectoryPruner`). ``s`` minimises the number of misclassified trials (stable above
+the edge plus collapsed below it) and, among minimisers, stays closest to the model (``s = 1``).
+
+Optuna's samplers write trial attributes through ``study._storage`` (TPE and CMA-ES do the
+same); this module does so for the ``advisor:`` user attributes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import warnings
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.samplers import TPESampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import TrialState
+from scipy.special import ndtr
+from scipy.special import ndtri
+
+from advisor._validation import check_int
+from advisor._validation import check_interval
+from advisor.exceptions import AdvisorWarning
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+__all__ = ["StableRegionSampler", "edge_factor"]
+
+LR = "learning_rate"
+FRACTION_KEY = "advisor:lr_fraction"
+_FRACTION_DIST = FloatDistribution(0.0, 1.0)
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_PER_DECADE = 24  # grid points per decade of learning rate (1.1x apart); the model's cost is
+# per knob combination, not per row, so a fine grid is nearly free
+
+
+def edge_factor(ratios: Sequence[float], collapsed: Sequence[bool], *,
+                prior: float = 1.0) -> float:
+    """Edge factor ``s`` that best separates stable from collapsed trials.
+
+    ``ratios[i]`` is trial i's learning rate over the model's edge. The error count is
+    ``#{stable, r > s} + #{collapsed, r <= s}``; among the minimisers the value closest to
+    ``prior`` (log scale) is returned: ``prior`` itself when the evidence agrees with it, the
+    highest stable ratio when stable runs lie above it, and the geometric midpoint between the
+    highest stable ratio below a collapse and that collapse (half the collapse ratio when no
+    stable run lies below) when the edge must come down.
+
+    Args:
+        ratios: Positive learning-rate ratios, one per finished trial with evidence.
+        collapsed: Whether each trial collapsed or diverged.
+        prior: The model's factor (1 = trust the model).
+
+    Returns:
+        The edge factor (> 0).
+
+    Example:
+        >>> edge_factor([0.2, 0.5, 0.7], [False, False, True])  # collapse at 0.7 < 1
+        0.5916079783099616
+        >>> edge_factor([0.5, 1.5], [False, False])  # stable run above the edge raises it
+        1.5
+    """
+    r = np.asarray(ratios, dtype=float)
+    y = np.asarray(collapsed, dtype=bool)
+    if r.size == 0:
+        return prior
+    order = np.argsort(r, kind="stable")
+    r, y = r[order], y[order]
+    # candidate s at each data point and at 0: errors(s) for s in [r_k, r_{k+1})
+    cand = np.concatenate(([0.0], r))
+    n_stable_above = (~y).sum() - np.concatenate(([0], np.cumsum(~y)))
+    n_collapse_below = np.concatenate(([0], np.cumsum(y)))
+    err = n_stable_above + n_collapse_below
+    k0 = int(np.searchsorted(r, prior, side="right"))  # interval holding the prior
+    if err[k0] == err.min():
+        return prior
+    best = np.flatnonzero(err == err.min())
+    k = int(best[np.argmin(np.abs(best - k0))])
+    if k > k0:  # raise: up to the highest stable ratio of the minimising interval
+        return float(cand[k])
+    upper = r[k]  # lower: the interval [cand[k], r[k]) ends at a collapse
+    lower = cand[k] if cand[k] > 0 else upper / 4.0
+    return float(math.sqrt(lower * upper))
+
+
+class _View(optuna.study.Study):
+    """The study as the base sampler sees it: ``learning_rate`` -> ``advisor:lr_fraction``."""
+
+    def __init__(self, study: Study, sampler: StableRegionSampler) -> None:
+        # Study.__init__ would query the storage; copy the state instead (as a bracket view does)
+        self.__dict__.update(object.__getattribute__(study, "__dict__"))
+        self._advisor_inner = study
+        self._advisor_sampler = sampler
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        inner = self._advisor_inner._get_trials(deepcopy=False, states=states,
+                                                use_cache=use_cache)
+        return [self._advisor_sampler._rewrite(self._storage, t) for t in inner]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        inner = self._advisor_inner.get_trials(deepcopy=False, states=states)
+        return [self._advisor_sampler._rewrite(self._storage, t) for t in inner]
+
+
+class StableRegionSampler(BaseSampler):
+    """Sample GRPO hyperparameters only inside the predicted-stable region.
+
+    Wraps any Optuna sampler and forwards every hook to it. The base sampler proposes every
+    parameter except ``learning_rate``, plus a stability coordinate in [0, 1]; the sampler turns
+    that coordinate into a learning rate inside the objective's declared range and below the
+    stable bound of the proposed knobs (module docstring). Knob combinations with no stable
+    learning rate in range are moved to the nearest stable candidate of a vectorised draw (no
+    rejection loop). Each trial records its prediction as ``advisor:`` user attributes
+    (``margin``, ``p_stable``, ``regime``, ``damping_ratio``, ``time_constant``, ``plateau``,
+    ``lr_max_model``, ``lr_upper``, ``edge_scale``, ``lr_fraction``, ``in_region``).
+
+    Args:
+        model: A `advisor.stability.StabilityModel` (anything with ``assess(params)`` returning a
+            Verdict; ``assess_many`` and ``estimate.plateau`` are used when present).
+        base_sampler: The sampler that learns; default ``TPESampler(seed=seed)``.
+        seed: Seed of the default base sampler and of the repair draws.
+        search_space: The knob distributions, keyed by GRPOConfig field names (plus
+            ``momentum``); must contain ``learning_rate``. Recommended: with it every knob is
+            sampled jointly from the first trial. Without it, the space is inferred from the
+            finished trials, and until then ``learning_rate`` is sampled independently from the
+            knobs the objective suggested before it (suggest ``learning_rate`` last).
+        defaults: Values of knobs that are not searched (e.g. ``per_device_train_batch_size``).
+        safety_margin: Log-margin ``m >= 0`` below the edge: ``eta <= s eta_max e^{-m}``.
+        min_damping_ratio: Floor on the predicted damping ratio zeta (e.g. 1.0 = no overshoot).
+        alpha: Chance constraint: P(stable) >= 1 - alpha, alpha in (0, 1).
+        online_update: Recompute the edge factor from the finished trials (module docstring).
+        max_time_constant: Skip learning rates too small to matter: the lowest sampled rate is
+            the one whose predicted time constant is this many optimizer steps (None: the
+            declared lower bound). Never raises the rate above the stable cap.
+        n_candidates: Size of the vectorised draw used to repair unstable knob combinations.
+
+    Example:
+        >>> import optuna
+        >>> from types import SimpleNamespace
+        >>> class Edge:  # stand-in for StabilityModel: eta_max = 0.1 (1 - momentum)
+        ...     def assess(self, p):
+        ...         top = 0.1 * (1 - p.get("momentum", 0.0))
+        ...         return SimpleNamespace(max_learning_rate=top, probability=0.9,
+        ...             margin=math.log(top / p["learning_rate"]), regime="monotone",
+        ...             damping_ratio=1.0, time_constant=10.0)
+        >>> sampler = StableRegionSampler(model=Edge(), seed=0)
+        >>> def objective(trial):
+        ...     mu = trial.suggest_float("momentum", 0.0, 0.9)
+        ...     lr = trial.suggest_float("learning_rate", 1e-5, 1.0, log=True)
+        ...     return lr
+        >>> study = optuna.create_study(sampler=sampler, direction="maximize")
+        >>> study.optimize(objective, n_trials=5)
+        >>> all(t.params["learning_rate"] <= 0.1 * (1 - t.params["momentum"])
+        ...     for t in study.trials)
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        base_sampler: BaseSampler | None = None,
+        seed: int | None = None,
+        search_space: Mapping[str, BaseDistribution] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        safety_margin: float = 0.1,
+        min_damping_ratio: float | None = None,
+        alpha: float | None = None,
+        online_update: bool = True,
+        max_time_constant: float | None = None,
+        n_candidates: int = 128,
+    ) -> None:
+        if not callable(getattr(model, "assess", None)):
+            raise TypeError(f"`model` must have an assess(params) method (a StabilityModel), "
+                            f"got {type(model).__name__}.")
+        if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
+            raise TypeError(f"`base_sampler` must be an optuna BaseSampler, got "
+                            f"{type(base_sampler).__name__}.")
+        self._model = model
+        self._base = base_sampler if base_sampler is not None else TPESampler(seed=seed)
+        self._margin = check_interval("safety_margin", safety_margin, low=0.0,
+                                      hint="It is a log-margin: 0.1 keeps eta 10% below the edge.")
+        self._zeta_min = (None if min_damping_ratio is None else
+                          check_interval("min_damping_ratio", min_damping_ratio, low=0.0))
+        self._alpha = (None if alpha is None else check_interval(
+            "alpha", alpha, low=0.0, high=1.0, low_closed=False, high_closed=False,
+            hint="It is the allowed probability of instability, e.g. 0.05."))
+        self._online = bool(online_update)
+        self._n_candidates = check_int("n_candidates", n_candidates, low=1)
+        self._tau_max = (None if max_time_constant is None else check_interval(
+            "max_time_constant", max_time_constant, low=0.0, low_closed=False,
+            hint="It is in optimizer steps, e.g. a third of the run."))
+        self._defaults = dict(defaults or {})
+        self._space = None if search_space is None else dict(search_space)
+        _check_knob_names("defaults", self._defaults)
+        if self._space is not None:
+            _check_search_space(self._space, self._defaults)
+        self._rng = np.random.default_rng(seed)
+        self._cache: dict[tuple[int, int], Any] = {}
+        self._intersection: dict[int, IntersectionSearchSpace] = {}
+        self._warned: set[str] = set()
+        self._seen: dict[tuple[int, int], dict[int, tuple[float, bool] | None]] = {}
+        self._scales: dict[tuple[int, int], float] = {}
+
+    # ---------------------------------------------------------------- hooks forwarded to the base
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(_View(study, self), trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._base.after_trial(_View(study, self), self._rewrite(None, trial), state, values)
+        if LR not in trial.params:
+            self._warn_once("no-lr", f"Trial {trial.number} has no `learning_rate` parameter, so "
+                            "StableRegionSampler acted as its base sampler. Suggest "
+                            "`learning_rate` in the objective to sample inside the stable region.")
+            return
+        if "advisor:lr_max_model" not in trial.user_attrs:  # enqueued or fixed: record anyway
+            try:
+                knobs = self._knobs(trial.params)
+                table = self._table(study, knobs, trial.distributions[LR])
+                self._record(study, trial, table, float(trial.params[LR]), None)
+            except Exception as exc:  # never raise over one trial's data
+                self._warn(f"could not record the prediction of trial {trial.number} ({exc}).")
+
+    def infer_relative_search_space(self, study: Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = dict(self._base.infer_relative_search_space(_View(study, self), trial))
+        space.pop(FRACTION_KEY, None)
+        if self._space is not None:
+            space.update(self._space)
+        else:
+            isp = self._intersection.setdefault(study._study_id,
+                                                IntersectionSearchSpace(include_pruned=True))
+            try:
+                inferred = isp.calculate(study)
+            except ValueError:  # a second study through the same sampler: start afresh
+                self._intersection[study._study_id] = IntersectionSearchSpace(include_pruned=True)
+                inferred = self._intersection[study._study_id].calculate(study)
+            space.update({k: d for k, d in inferred.items() if _is_knob(k)})
+        return space
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        view = _View(study, self)
+        lr_dist = search_space.get(LR)
+        constrained = isinstance(lr_dist, FloatDistribution) and not lr_dist.single()
+        base_space = {k: d for k, d in search_space.items() if not (constrained and k == LR)}
+        if constrained:
+            base_space[FRACTION_KEY] = _FRACTION_DIST
+        params = dict(self._base.sample_relative(view, trial, base_space))
+        # start-up phase: the base returned nothing; fill with its own independent draws (what
+        # Optuna would do at suggest time), so the map below sees every knob
+        for name, dist in base_space.items():
+            if name not in params:
+                params[name] = self._base.sample_independent(view, trial, name, dist)
+        if not constrained:
+            return params
+        assert isinstance(lr_dist, FloatDistribution)
+        u = float(params.pop(FRACTION_KEY))
+        try:
+            params = self._place(study, trial, params, search_space, lr_dist, u)
+        except Exception as exc:  # never raise over one trial's data
+            self._warn(f"the stability model failed on trial {trial.number} ({exc}); "
+                       "learning_rate falls back to the base sampler and is not constrained.")
+            params[LR] = self._base.sample_independent(view, trial, LR, lr_dist)
+        return params
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        view = _View(study, self)
+        if param_name != LR or not isinstance(param_distribution, FloatDistribution):
+            return self._base.sample_independent(view, trial, param_name, param_distribution)
+        u = float(self._base.sample_independent(view, trial, FRACTION_KEY, _FRACTION_DIST))
+        try:
+            knobs = self._knobs(trial.params)
+            missing = sorted(k for k in (self._space or {}) if k != LR and k not in knobs)
+            if missing:
+                self._warn(f"{missing} not suggested before `learning_rate` in trial "
+                           f"{trial.number}; the bound uses their defaults. Suggest "
+                           "`learning_rate` last or pass `search_space=`.")
+            table = self._table(study, knobs, param_distribution)
+            upper = table.upper
+            if upper < param_distribution.low:
+                self._warn(f"no stable learning rate in range for trial {trial.number}; "
+                           "using the lowest one. Pass `search_space=` so the sampler can "
+                           "move the other knobs too.")
+                upper = param_distribution.low
+            lr = _map_fraction(u, param_distribution, upper, table.lower)
+            self._record(study, trial, table, lr, u)
+            return lr
+        except Exception as exc:
+            self._warn(f"the stability model failed on trial {trial.number} ({exc}); "
+                       "learning_rate falls back to the base sampler and is not constrained.")
+            return self._base.sample_independent(view, trial, param_name, param_distribution)
+
+    # ------------------------------------------------------------------------------- internals
+    def _place(self, study: Study, trial: FrozenTrial, params: dict[str, Any],
+               space: Mapping[str, BaseDistribution], lr_dist: FloatDistribution,
+               u: float) -> dict[str, Any]:
+        table = self._table(study, self._knobs(params), lr_dist)
+        if table.upper < lr_dist.low:
+            params = self._repair(params, space, lr_dist, trial.number, table.scale)
+            table = self._table(study, self._knobs(params), lr_dist)
+        # max(): nothing stable was found (warned in _repair); the lowest rate is used
+        lr = _map_fraction(u, lr_dist, max(table.upper, lr_dist.low), table.lower)
+        self._record(study, trial, table, lr, u)
+        params[LR] = lr
+        return params
+
+    def _knobs(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        knobs = dict(self._defaults)
+        knobs.update({k: v for k, v in params.items() if _is_knob(k) and k != LR})
+        return knobs
+
+    def _query(self, knobs: Mapping[str, Any], lrs: np.ndarray, *,
+               extra: Mapping[str, Sequence[Any]] | None = None,
+               details: bool = False) -> dict[str, np.ndarray]:
+        """Model outputs for rows (knobs + extra[i], lrs[i]); one vectorised call if it can."""
+        n = len(lrs)
+        many = getattr(self._model, "assess_many", None)
+        if callable(many):
+            cols: dict[str, Any] = {k: _column_of(v, n) for k, v in knobs.items()}
+            cols.update({k: np.asarray(v) for k, v in (extra or {}).items()})
+            cols[LR] = np.asarray(lrs, dtype=float)
+            out = many(cols, details=True) if details else many(cols)
+            return {k: np.asarray(v) for k, v in out.items()}
+        rows = [self._model.assess({**knobs, **{k: v[i] for k, v in (extra or {}).items()},
+                                    LR: float(lrs[i])}) for i in range(n)]
+        keys = ("max_learning_rate", "probability", "damping_ratio", "time_constant", "regime")
+        return {k: np.array([getattr(r, k, np.nan) for r in rows], dtype=object
+                            if k == "regime" else float) for k in keys}
+
+    def _table(self, study: Study, knobs: Mapping[str, Any],
+               lr_dist: FloatDistribution) -> _Table:
+        """One model call: the edge and, on a log grid of the declared range, P(stable) (at
+        lr / s, the model's frame), damping ratio, time constant and regime; then the cap."""
+        s = self._edge_scale(study)
+        lo, hi = lr_dist.low, lr_dist.high
+        vectorised = callable(getattr(self._model, "assess_many", None))
+        per_decade = _PER_DECADE if vectorised else 2  # a loop over assess() is slow
+        n = max(3, int(math.ceil(per_decade * math.log10(hi / lo))) + 1)
+        grid = np.geomspace(lo, hi, n)
+        out = self._query(knobs, np.concatenate([grid / s, grid]), details=True)
+        top = float(out["max_learning_rate"][0])
+        prob = np.asarray(out["probability"][:n], dtype=float)
+        zeta = np.asarray(out["damping_ratio"][n:], dtype=float)
+        upper = min(hi, s * top * math.exp(-self._margin))
+        if self._alpha is not None:
+            upper = min(upper, _crossing(grid, _probit(prob) - ndtri(1.0 - self._alpha)))
+        if self._zeta_min is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                upper = min(upper, _crossing(grid, np.log(zeta) - math.log(self._zeta_min)))
+        tau = np.asarray(out["time_constant"][n:], dtype=float)
+        lower = lo
+        if self._tau_max is not None:
+            lower = _floor(grid, tau, self._tau_max, upper)
+        return _Table(top=top, scale=s, upper=upper, lower=lower, grid=grid, probability=prob,
+                      zeta=zeta, time_constant=tau,
+                      regime=np.asarray(out["regime"][n:], dtype=object))
+
+    def _edges(self, fixed: Mapping[str, Any], cand: Mapping[str, list[Any]],
+               n: int) -> np.ndarray:
+        out = self._query(fixed, np.full(n, 1e-12), extra=cand)
+        return np.asarray(out["max_learning_rate"], dtype=float)
+
+    def _edge_scale(self, study: Study) -> float:
+        """Online edge factor from the finished trials in the storage (module docstring).
+
+        Finished trials are immutable, so their evidence is memoised by trial id; the result is
+        what a fresh sampler (another worker, a restart) computes from the same storage.
+        """
+        if not self._online:
+            return 1.0
+        key = (id(study._storage), study._study_id)
+        seen = self._seen.setdefault(key, {})
+        trials = study.get_trials(deepcopy=False, states=_FINISHED)
+        if len(trials) != len(seen):
+            for t in trials:
+                if t._trial_id not in seen:
+                    seen[t._trial_id] = self._evidence(study._storage, t)
+            self._scales.pop(key, None)
+        if key not in self._scales:
+            ev = [e for e in seen.values() if e is not None]
+            self._scales[key] = edge_factor([e[0] for e in ev], [e[1] for e in ev])
+        return self._scales[key]
+
+    @staticmethod
+    def _evidence(storage: Any, t: FrozenTrial) -> tuple[float, bool] | None:
+        """(lr / model edge, collapsed) of a finished trial, or None without evidence."""
+        ua = t.user_attrs
+        top, lr = ua.get("advisor:lr_max_model"), t.params.get(LR)
+        collapsed = ua.get("advisor:collapsed") is True or \
+            ua.get("advisor:prune_reason") == "collapse"
+        if not (isinstance(top, (int, float)) and isinstance(lr, (int, float))
+                and top > 0 and lr > 0):
+            return None
+        if collapsed or t.state == TrialState.COMPLETE:
+            return float(lr) / float(top), collapsed
+        return None
+
+    def _rewrite(self, storage: Any, t: FrozenTrial) -> FrozenTrial:
+        if LR not in t.params:
+            return t
+        key = (id(storage), t._trial_id)
+        if key in self._cache:
+            return self._cache[key]
+        u = t.user_attrs.get(FRACTION_KEY)
+        params = {k: v for k, v in t.params.items() if k != LR}
+        dists = {k: v for k, v in t.distributions.items() if k != LR}
+        if isinstance(u, (int, float)) and 0.0 <= u <= 1.0:
+            params[FRACTION_KEY], dists[FRACTION_KEY] = float(u), _FRACTION_DIST
+        new = copy.copy(t)
+        new.params, new.distributions = params, dists
+        if storage is not None and t.state.is_finished():
+            self._cache[key] = new
+        return new
+
+    def _repair(self, params: dict[str, Any], space: Mapping[str, BaseDistribution],
+                lr_dist: FloatDistribution, number: int, scale: float) -> dict[str, Any]:
+        """Nearest knob combination (normalised box distance) with a stable rate in range."""
+        names = [k for k in space if k != LR and _is_knob(k)]
+        n = self._n_candidates
+        cand = {k: _draw(space[k], self._rng, n) for k in names}
+        fixed = self._knobs({k: v for k, v in params.items() if k not in names})
+        tops = self._edges(fixed, cand, n)
+        ok = scale * tops * math.exp(-self._margin) >= lr_dist.low
+        if not ok.any():
+            self._warn(f"no stable knob combination found for trial {number} "
+                       f"among {n} candidates; it runs at the lowest learning rate and is "
+                       "marked advisor:in_region=False.")
+            return params
+        dist = sum((_unit(space[k], cand[k]) - _unit(space[k], [params[k]])[0]) ** 2
+                   for k in names)
+        i = int(np.argmin(np.where(ok, dist, np.inf)))
+        return {**params, **{k: _plain(cand[k][i]) for k in names}}
+
+    def _record(self, study: Study, trial: FrozenTrial, table: _Table, lr: float,
+                u: float | None) -> None:
+        """Store the prediction at ``lr`` (interpolated on the table's grid: probit-linear for
+        P(stable), log-log for damping ratio and time constant, regime of the grid point at or
+        below ``lr``) as ``advisor:`` user attributes."""
+        x, lg = math.log(lr), np.log(table.grid)
+        i = int(np.clip(np.searchsorted(table.grid, lr, side="right") - 1, 0, lg.size - 1))
+        regime = table.regime[i]
+        attrs = {
+            "advisor:learning_rate": lr, "advisor:lr_max_model": table.top,
+            "advisor:edge_scale": table.scale, "advisor:lr_upper": table.upper,
+            "advisor:margin": math.log(table.scale * table.top / lr),
+            "advisor:p_stable": float(ndtr(np.interp(x, lg, _probit(table.probability)))),
+            "advisor:damping_ratio": _loglog(x, lg, table.zeta),
+            "advisor:time_constant": _loglog(x, lg, table.time_constant),
+            "advisor:regime": str(getattr(regime, "value", regime)),
+            "advisor:plateau": getattr(getattr(self._model, "estimate", None), "plateau", None),
+            "advisor:in_region": bool(lr <= table.upper * (1 + 1e-9)),
+        }
+        if u is not None:
+            attrs[FRACTION_KEY] = u
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, _json(value))
+
+    def _warn(self, msg: str) -> None:
+        warnings.warn(f"StableRegionSampler: {msg}", AdvisorWarning, stacklevel=3)
+
+    def _warn_once(self, key: str, msg: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._warn(msg)
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _is_knob(name: str) -> bool:
+    from advisor.knobs import KNOB_NAMES
+
+    return name in KNOB_NAMES or name == "momentum"
+
+
+def _check_knob_names(arg: str, names: Mapping[str, Any]) -> None:
+    from advisor.knobs import KNOB_NAMES
+
+    for name in names:
+        if not _is_knob(name):
+            close = difflib.get_close_matches(name, sorted(KNOB_NAMES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"`{arg}` must use trl.GRPOConfig field names (or 'momentum'), got "
+                             f"unknown knob {name!r}.{hint}")
+
+
+def _check_search_space(space: Mapping[str, BaseDistribution],
+                        defaults: Mapping[str, Any]) -> None:
+    _check_knob_names("search_space", space)
+    lr = space.get(LR)
+    if lr is None:
+        raise ValueError(f"`search_space` must contain 'learning_rate', got keys "
+                         f"{sorted(space)}. The sampler constrains the learning rate; add "
+                         "FloatDistribution(low, high, log=True) for it.")
+    if not isinstance(lr, FloatDistribution) or lr.low <= 0:
+        raise ValueError(f"`search_space['learning_rate']` must be a FloatDistribution with "
+                         f"low > 0, got {lr!r}.")
+    for name, dist in space.items():
+        if not isinstance(dist, BaseDistribution):
+            raise TypeError(f"`search_space[{name!r}]` must be an optuna distribution, got "
+                            f"{type(dist).__name__}.")
+    from advisor.knobs import knobs_from_params
+
+    corner = {k: (d.low if not isinstance(d, CategoricalDistribution) else d.choices[0])
+              for k, d in space.items()}
+    knobs_from_params({k: v for k, v in corner.items()}, defaults=defaults)  # raises if clashing
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    """The model's view of one knob combination over the declared learning-rate range."""
+
+    top: float  # model edge eta_max
+    scale: float  # online edge factor s
+    upper: float  # sampling cap
+    lower: float  # lowest rate worth sampling (time-constant floor; the declared low otherwise)
+    grid: np.ndarray  # learning rates, shape (n,)
+    probability: np.ndarray  # P(stable) at grid / s
+    zeta: np.ndarray
+    time_constant: np.ndarray
+    regime: np.ndarray
+
+
+def _probit(p: np.ndarray) -> np.ndarray:
+    return ndtri(np.clip(np.asarray(p, dtype=float), 1e-300, 1.0))
+
+
+def _loglog(x: float, lg: np.ndarray, y: np.ndarray) -> float | None:
+    """Interpolate log y against log lr (exact for power laws such as zeta ~ eta^-1/2)."""
+    ok = np.isfinite(y) & (y > 0)
+    if ok.sum() < 2:
+        return None
+    return float(np.exp(np.interp(x, lg[ok], np.log(y[ok]))))
+
+
+def _column_of(value: Any, n: int) -> np.ndarray:
+    return np.full(n, value, dtype=object if isinstance(value, str) else None)
+
+
+def _crossing(grid: np.ndarray, f: np.ndarray) -> float:
+    """Largest x on the log grid before ``f`` first turns negative (log-linear interpolation)."""
+    bad = np.flatnonzero(~(f >= 0))
+    if bad.size == 0:
+        return float(grid[-1])
+    i = int(bad[0])
+    if i == 0:
+        return 0.0
+    f0, f1 = float(f[i - 1]), float(f[i])
+    w = f0 / (f0 - f1) if np.isfinite(f1) and f0 != f1 else 0.0
+    return float(np.exp(np.log(grid[i - 1]) + w * (np.log(grid[i]) - np.log(grid[i - 1]))))
+
+
+def _floor(grid: np.ndarray, tau: np.ndarray, tau_max: float, upper: float) -> float:
+    """Smallest stable lr (<= upper) whose time constant is <= tau_max (log interpolation).
+
+    tau falls with lr and rises again near the edge, so only the stable part is scanned; if no
+    stable rate is fast enough the fastest stable one, ``upper``, is returned.
+    """
+    keep = grid <= upper
+    g = grid[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slow = np.log(tau[keep]) - math.log(tau_max)
+    fast = np.flatnonzero(slow <= 0)
+    if fast.size == 0:
+        return max(upper, float(grid[0]))
+    i = int(fast[0])
+    if i == 0 or not np.isfinite(slow[i - 1]):
+        return float(g[i])
+    w = slow[i - 1] / (slow[i - 1] - slow[i])
+    return float(np.exp(np.log(g[i - 1]) + w * (np.log(g[i]) - np.log(g[i - 1]))))
+
+
+def _map_fraction(u: float, dist: FloatDistribution, upper: float,
+                  lower: float | None = None) -> float:
+    hi = min(dist.high, max(upper, dist.low))
+    lo = dist.low if lower is None else min(max(lower, dist.low), hi)
+    u = min(max(u, 0.0), 1.0)
+    if dist.log:
+        value = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+    else:
+        value = lo + u * (hi - lo)
+    if dist.step is not None:
+        value = lo + math.floor((value - lo) / dist.step + 1e-9) * dist.step
+    return float(min(max(value, lo), hi))
+
+
+def _draw(dist: BaseDistribution, rng: np.random.Generator, n: int) -> list[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        return [dist.choices[i] for i in rng.integers(0, len(dist.choices), n)]
+    lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
+    x = np.exp(rng.uniform(np.log(lo), np.log(hi), n)) if dist.log else rng.uniform(lo, hi, n)  # type: ignore[attr-defined]
+    step = getattr(dist, "step", None)
+    if isinstance(dist, IntDistribution):
+        step = step or 1
+    if step is not None:
+        x = np.clip(lo + np.round((x - lo) / step) * step, lo, hi)
+    if isinstance(dist, IntDistribution):
+        return [int(v) for v in x]
+    return [float(v) for v in x]
+
+
+def _unit(dist: BaseDistribution, values: Sequence[Any]) -> np.ndarray:
+    if isinstance(dist, CategoricalDistribution):
+        return np.array([float(dist.to_internal_repr(v)) for v in values])  # distance 0 or >= 1
+    lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
+    x = np.asarray(values, dtype=float)
+    if dist.log:  # type: ignore[attr-defined]
+        lo, hi, x = math.log(lo), math.log(hi), np.log(x)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

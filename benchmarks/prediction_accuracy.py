@@ -1,0 +1,234 @@
+"""Does `StabilityModel` predict which learning rates train stably? (the Core issue's "Done when")
+
+Ground truth is the exact softmax-bandit reduction of GRPO (`advisor.bandit`): per cell
+(problem x refresh scheme x heavy-ball momentum) a grid of learning rates x lags is simulated and
+classified (bandit-findings.md section 5 rules), and the true edge eta*(lag) of every lag is found
+by `empirical_threshold` (scan + bisection). The model never sees the Jacobian: K is measured by
+`estimate_stiffness` from simulated pilot curves, as a user would:
+
+* two on-policy pilots at small learning rates (0.05 and 0.1; raised 4x until a tail is found);
+* one sliding-lag pilot (theta_old = theta_{k-4}) at eta*K = 0.05 for the split K = K_c + K_o.
+  A frozen sampler cannot be used as a general recipe: it runs away when K_c < 0 (hard prompts).
+
+Predictions (a configuration is called stable iff eta < eta_max of the method):
+
+* ``model``: `StabilityModel.max_learning_rate(method="theory")`: exact linear test with the
+  measured split, plus the simulated nonlinear check where the linear test is known to
+  over-predict (ratio surrogate, piecewise, mu >= 0.5);
+* ``linear``: the exact linear test alone (``method="exact"``), to show what the check fixes;
+* ``paper``: the closed form eta K K_ref < 1 - mu (sliding: eta K d < 1 - mu).
+
+Metrics per cell: accuracy over the (lr x lag) grid; false-safe = share of the configurations
+called stable that diverge; false-prune = share of the truly stable configurations called
+unstable; median |eta*_pred / eta*_true - 1| over the lags with a finite true edge.
+Targets (model): accuracy >= 97%, false-safe <= 2%, median |threshold error| <= 5% in every cell.
+
+Run: python benchmarks/prediction_accuracy.py            (the three reference problems, ~2 min)
+     python benchmarks/prediction_accuracy.py --seed 7   (three unseen random problems)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from advisor.bandit import BanditProblem
+from advisor.bandit import classify
+from advisor.bandit import empirical_threshold
+from advisor.bandit import fixed_point
+from advisor.bandit import jacobian_stiffness
+from advisor.bandit import simulate
+from advisor.dynamics import Regime
+from advisor.exceptions import AdvisorError
+from advisor.stability import StabilityModel
+from advisor.stiffness import PilotCurve
+from advisor.stiffness import estimate_stiffness
+
+
+@dataclass(frozen=True)
+class Args:
+    seed: int | None = None
+    """draw unseen random problems with this seed (None: reference, hard prompt, five arms)"""
+    n_problems: int = 3
+    """random problems drawn with --seed"""
+    momenta: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
+    """heavy-ball momenta"""
+    max_lag: int = 32
+    """K_ref = 1..max_lag (piecewise), d = 0..max_lag-1 (sliding)"""
+    n_lr: int = 41
+    """learning rates per cell grid, log-spaced over the ground truth's default range"""
+    n_steps: int = 2000
+    """steps per simulated run (ground truth and the model's nonlinear check)"""
+    pilot_steps: int = 3000
+    """steps per pilot run"""
+    schemes: tuple[str, ...] = ("piecewise", "sliding")
+    """refresh schemes"""
+
+
+TARGETS = dict(accuracy=0.97, false_safe=0.02, threshold_error=0.05)
+METHODS = {"model": "theory", "linear": "exact", "paper": "closed_form"}
+
+
+# ----------------------------------------------------------------------------------------------
+# PROBLEMS
+# ----------------------------------------------------------------------------------------------
+def reference_problems() -> dict[str, BanditProblem]:
+    return {"2-arm reference": BanditProblem.reference(),
+            "hard prompt (p_ref 0.05)": BanditProblem.hard_prompt(),
+            "5-arm real reward": BanditProblem.five_arm()}
+
+
+def random_problem(rng: np.random.Generator) -> BanditProblem:
+    """A random GRPO bandit with an interior fixed point away from its start."""
+    while True:
+        n = int(rng.choice([2, 3, 5]))
+        rewards = [0.0, 1.0] if n == 2 else sorted(rng.uniform(0, 1, n))
+        ref = rng.dirichlet(np.full(n, 1.5))
+        ref = np.maximum(ref, 0.02)
+        problem = BanditProblem(rewards=rewards, ref_probs=tuple(ref / ref.sum()),
+                                beta=float(10 ** rng.uniform(np.log10(0.5), np.log10(3.0))))
+        try:
+            p_star = fixed_point(problem)[1]
+        except AdvisorError:
+            continue
+        if abs(p_star - problem.start_reward) > 0.05 * np.ptp(rewards):
+            return problem
+
+
+# ----------------------------------------------------------------------------------------------
+# PILOTS: K and its split from simulated curves (never the Jacobian)
+# ----------------------------------------------------------------------------------------------
+def measure_stiffness(problem: BanditProblem, n_steps: int):  # type: ignore[no-untyped-def]
+    lrs = np.array([0.05, 0.1])
+    for _ in range(4):
+        run = simulate(problem, learning_rate=lrs, n_steps=n_steps)
+        curves = [PilotCurve(rewards=run.reward_used[i], learning_rate=float(lrs[i]))
+                  for i in range(2)]
+        try:
+            k = estimate_stiffness(curves).stiffness
+            break
+        except AdvisorError:
+            lrs = lrs * 4  # too slow to reach a tail: a larger pilot rate
+    else:
+        raise RuntimeError("no on-policy pilot relaxed; the problem is too slow for the pilots")
+    eta = 0.05 / k
+    lag = simulate(problem, learning_rate=eta, refresh_interval=4, refresh_scheme="sliding",
+                   n_steps=n_steps)
+    split = PilotCurve(rewards=lag.reward_used[0], learning_rate=eta, refresh_interval=4,
+                       refresh_scheme="sliding")
+    return estimate_stiffness(curves + [split])
+
+
+# ----------------------------------------------------------------------------------------------
+# ONE CELL: ground truth vs predictions
+# ----------------------------------------------------------------------------------------------
+def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untyped-def]
+    lags = np.arange(1, args.max_lag + 1) if scheme == "piecewise" else np.arange(args.max_lag)
+    p_star, p0 = fixed_point(problem)[1], problem.start_reward
+    # the ground truth's own default range, with the measured K
+    etas = np.geomspace(30 * (1 - mu) / (k * args.n_steps), 8 * (1 + mu) / k, args.n_lr)
+    eta_grid, lag_grid = np.meshgrid(etas, lags)  # (n_lag, n_lr)
+    run = simulate(problem, learning_rate=eta_grid.ravel(), momentum=mu,
+                   refresh_interval=lag_grid.ravel(), refresh_scheme=scheme, n_steps=args.n_steps)
+    regimes = classify(run.reward_current, p_star, p0)
+    diverged = np.array([r is Regime.DIVERGENT for r in regimes]).reshape(eta_grid.shape)
+    true_edge = empirical_threshold(problem, momentum=mu, refresh_interval=lags,
+                                    refresh_scheme=scheme, n_steps=args.n_steps, n_bisect=8)
+    out = {}
+    for name, method in METHODS.items():
+        pred = model.max_learning_rate(momentum=mu, refresh_interval=lags,
+                                       refresh_scheme=scheme, method=method)
+        called_stable = eta_grid < pred[:, None]
+        ok = np.isfinite(true_edge)
+        err = np.abs(pred[ok] / true_edge[ok] - 1)
+        out[name] = dict(
+            accuracy=float(np.mean(called_stable != diverged)),
+            false_safe=float(np.sum(called_stable & diverged) / max(called_stable.sum(), 1)),
+            false_prune=float(np.sum(~called_stable & ~diverged) / max((~diverged).sum(), 1)),
+            threshold_error=float(np.median(err)) if err.size else float("nan"),
+        )
+    return out
+
+
+def passes(m: dict) -> bool:
+    return (m["accuracy"] >= TARGETS["accuracy"] and m["false_safe"] <= TARGETS["false_safe"]
+            and not m["threshold_error"] > TARGETS["threshold_error"])
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(Args):
+        kind = type(f.default) if f.default is not None else int
+        if isinstance(f.default, tuple):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+",
+                                type=type(f.default[0]), default=f.default)
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    return Args(**{k: tuple(v) if isinstance(v, list) else v
+                   for k, v in vars(parser.parse_args()).items()})
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    t_start = time.time()
+    if args.seed is None:
+        problems = reference_problems()
+    else:
+        rng = np.random.default_rng(args.seed)
+        problems = {f"random #{i} (seed {args.seed})": random_problem(rng)
+                    for i in range(args.n_problems)}
+
+    # ------------------------------------------------------------------------------------------
+    # MEASURE AND PREDICT
+    # ------------------------------------------------------------------------------------------
+    rows = []
+    for label, problem in problems.items():
+        est = measure_stiffness(problem, args.pilot_steps)
+        oracle = jacobian_stiffness(problem)
+        print(f"\n## {label}: rewards={np.round(problem.rewards, 3).tolist()} "
+              f"ref={np.round(problem.ref_probs, 3).tolist()} beta={problem.beta:.3g}")
+        print(f"measured K={est.stiffness:.4f} (oracle slowest mode {oracle[0]:.4f}), "
+              f"K_c={est.stiffness_current:.4f} (oracle {oracle[1]:.4f}), "
+              f"std_error={est.std_error:.2g}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = StabilityModel(est, problem=problem, simulation_steps=args.n_steps,
+                                   horizon_steps=args.n_steps)
+        for scheme in args.schemes:
+            for mu in args.momenta:
+                t0 = time.time()
+                m = cell_metrics(problem, model, est.stiffness, mu, scheme, args)
+                rows.append((label, scheme, mu, m, time.time() - t0))
+
+    # ------------------------------------------------------------------------------------------
+    # TABLES
+    # ------------------------------------------------------------------------------------------
+    print("\nPer cell: accuracy / false-safe / false-prune / median |eta* error|  "
+          "(model = exact linear + nonlinear check; linear = exact linear alone; paper = "
+          "closed form)\n")
+    head = "| problem | scheme | mu | " + " | ".join(METHODS) + " | model passes | s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    n_pass = 0
+    for label, scheme, mu, m, dt in rows:
+        cells = [f"{v['accuracy']:.3f} / {v['false_safe']:.3f} / {v['false_prune']:.3f} / "
+                 f"{v['threshold_error']:.1%}" for v in m.values()]
+        ok = passes(m["model"])
+        n_pass += ok
+        print(f"| {label} | {scheme} | {mu:g} | " + " | ".join(cells)
+              + f" | {'yes' if ok else 'NO'} | {dt:.1f} |")
+    print(f"\nmodel meets all targets in {n_pass}/{len(rows)} cells "
+          f"(accuracy >= {TARGETS['accuracy']:.0%}, false-safe <= {TARGETS['false_safe']:.0%}, "
+          f"median |eta* error| <= {TARGETS['threshold_error']:.0%}); "
+          f"total {time.time() - t_start:.0f} s")
+    for name in METHODS:
+        acc = np.array([r[3][name]["accuracy"] for r in rows])
+        fs = np.array([r[3][name]["false_safe"] for r in rows])
+        err = np.array([r[3][name]["threshold_error"] for r in rows])
+        print(f"{name:>6}: accuracy min {acc.min():.3f} median {np.median(acc):.3f}; "
+              f"false-safe max {fs.max():.3f}; median |eta* error| max {np.nanmax(err):.1%}")

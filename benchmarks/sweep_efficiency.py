@@ -1,0 +1,407 @@
+"""Sweep efficiency: four ways to tune GRPO side by side, on bandit instances nobody tuned on.
+
+Each trial trains a fixed number of steps. Its value is how fast it learns (mean logged reward
+over the first ``value_steps``) if it stays stable to the end; a run that collapses or diverges
+(the shared instability rule on the policy's reward, or non-finite values) fails: it is marked
+``advisor:collapsed`` and scores its start reward. The search space is what a user would set
+before knowing anything: learning_rate log-uniform over 5 decades, heavy-ball momentum in
+[0, 0.95], steps_per_generation 1..16, num_generations {2, 4, 8, 16}.
+
+Methods: (i) TPE + MedianPruner, (ii) Random + HyperbandPruner, (iii) TPE constrained by the
+paper's closed form eta K K_ref < 1 - mu (K from the pilot, same reparametrisation, no online
+update) + MedianPruner, (iv) StableRegionSampler + TrajectoryPruner. (iii) and (iv) pay for the
+pilot (an on-policy learning-rate scan plus one frozen-sampler run) in their compute.
+
+Metrics (median and IQR over instances): compute (optimizer steps x completions per step)
+until a trial first reaches 90% of the way from the start reward to the best value any method
+found on that instance; fraction of trials whose configuration collapses; best normalised value
+at a fixed compute budget. Problem instances come from ``instance_seed``, which was not used
+while developing the sampler (development used seed 0).
+
+Run: python benchmarks/sweep_efficiency.py     (writes benchmarks/results/sweep_efficiency.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
+
+from advisor import bandit
+from advisor.exceptions import AdvisorError
+from advisor.instability import first_unstable_step
+from advisor.instability import label_run
+from advisor.pruner import TrajectoryPruner
+from advisor.sampler import StableRegionSampler
+from advisor.stability import EdgeEstimate
+from advisor.stability import StabilityModel
+from advisor.stiffness import PilotCurve
+from advisor.stiffness import estimate_stiffness
+
+
+@dataclasses.dataclass
+class Args:
+    n_instances: int = 20
+    """bandit problem instances (one study per method each)"""
+    instance_seed: int = 2026
+    """seed of the instances; not used during development (that was seed 0)"""
+    n_trials: int = 40
+    """trials per study"""
+    n_steps: int = 300
+    """optimizer steps per trial"""
+    value_steps: int = 150
+    """the value is the mean logged reward over these first steps"""
+    log_every: int = 10
+    """TRL-style logging: the reported reward is the mean over each window"""
+    lr_low: float = 1e-3
+    lr_high: float = 1e2
+    budget_trials: float = 10.0
+    """fixed budget for 'best at budget', in full trials at G = 8"""
+    pilot_steps: int = 200
+    pilot_generations: int = 8
+    pilot_ratio: float = 3.0
+    """learning-rate ratio between pilot scan levels"""
+    methods: str = "tpe_median,random_hyperband,tpe_closed_form,stable_trajectory"
+    out: str = "benchmarks/results/sweep_efficiency.md"
+
+
+SPACE = {
+    "momentum": FloatDistribution(0.0, 0.95),
+    "steps_per_generation": IntDistribution(1, 16),
+    "num_generations": CategoricalDistribution((2, 4, 8, 16)),
+}
+LABELS = {"tpe_median": "(i) TPE + Median", "random_hyperband": "(ii) Random + Hyperband",
+          "tpe_closed_form": "(iii) TPE + closed form", "stable_trajectory": "(iv) this plugin"}
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(Args):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
+                            default=f.default)
+    return Args(**vars(parser.parse_args()))
+
+
+# ======================================================================= problem and objective
+def draw_problem(rng: np.random.Generator) -> bandit.BanditProblem:
+    """A random prompt: 2-4 arms with rewards in [0, 1], a KL anchor, a random start policy."""
+    n = int(rng.choice([2, 3, 4]))
+    rewards = np.concatenate([[0.0, 1.0], rng.uniform(0.0, 1.0, n - 2)])
+    return bandit.BanditProblem(rewards=tuple(rewards), beta=float(rng.choice([0.1, 0.3, 1.0])),
+                                init_logits=tuple(rng.normal(0.0, 1.0, n)), std_eps=1e-4)
+
+
+def entropy(logits: np.ndarray) -> float:
+    z = np.exp(logits - logits.max())
+    p = z / z.sum()
+    return float(-(p * np.log(np.maximum(p, 1e-300))).sum())
+
+
+def collapsed(reward_current: np.ndarray, diverged: bool, final_logits: np.ndarray | None = None,
+              fixed_entropy: float | None = None) -> bool:
+    """Ground truth: divergence; any event of the shared instability rule (not 'no gain'); or
+    policy concentration: the final policy's entropy below half that of the KL-anchored fixed
+    point (the bandit's stand-in for an LM's entropy collapse, theory.md section 5)."""
+    if diverged or not np.isfinite(reward_current).all():
+        return True
+    label = label_run({"reward": reward_current.tolist()}, start_reward=float(reward_current[0]))
+    if label.unstable and label.reason != "no_net_gain":
+        return True
+    if final_logits is not None and fixed_entropy is not None and fixed_entropy > 0.05:
+        return entropy(final_logits) < 0.5 * fixed_entropy
+    return False
+
+
+def make_objective(problem: bandit.BanditProblem, args: Args, seed: int) -> Any:
+    p0 = problem.start_reward
+    h_star = {g: entropy(bandit.fixed_point(problem, num_generations=g)[0]) for g in (2, 4, 8, 16)}
+
+    def objective(trial: optuna.Trial) -> float:
+        momentum = trial.suggest_float("momentum", 0.0, 0.95)
+        spg = trial.suggest_int("steps_per_generation", 1, 16)
+        g = trial.suggest_categorical("num_generations", (2, 4, 8, 16))
+        lr = trial.suggest_float("learning_rate", args.lr_low, args.lr_high, log=True)
+        run = bandit.simulate(problem, learning_rate=lr, momentum=momentum, refresh_interval=spg,
+                              num_generations=g, n_steps=args.n_steps,
+                              seed=seed * 100_003 + trial.number)
+        used, current = run.reward_used[0], run.reward_current[0]
+        bad = collapsed(current, bool(run.diverged[0]), run.final_logits[0], h_star[g])
+        trial.set_user_attr("bench:collapsed", bad)  # ground truth, recorded even if pruned
+        for end in range(args.log_every, args.n_steps + 1, args.log_every):
+            trial.report(float(np.mean(used[end - args.log_every:end])), end - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        if bad:
+            trial.set_user_attr("advisor:collapsed", True)
+            return p0
+        return float(np.mean(used[: args.value_steps]))
+
+    return objective
+
+
+# ======================================================================= the pilot (iii, iv)
+@dataclasses.dataclass
+class Pilot:
+    model: Any  # StabilityModel or None
+    stiffness: float
+    cost: float  # completions
+    message: str
+
+
+def run_pilot(problem: bandit.BanditProblem, args: Args, seed: int) -> Pilot:
+    """A learning-rate scan DOWN from the top of the range (on-policy, mu = 0), each run stopped
+    at its first collapse, until two runs stay stable; one frozen-sampler run at the largest
+    stable rate. Gives K (tail fits), its split K_c/K_o, and the measured edge bracket."""
+    g, n, cost = args.pilot_generations, args.pilot_steps, 0.0
+    h_star = entropy(bandit.fixed_point(problem, num_generations=g)[0])
+    stable: list[tuple[float, np.ndarray]] = []
+    first_bad = None
+    lr = args.lr_high
+    while lr >= args.lr_low and len(stable) < 2:
+        run = bandit.simulate(problem, learning_rate=lr, num_generations=g, n_steps=n,
+                              seed=seed)
+        cur = run.reward_current[0]
+        if collapsed(cur, bool(run.diverged[0]), run.final_logits[0], h_star):
+            stop = first_unstable_step({"reward": cur.tolist()}) if np.isfinite(cur).all() \
+                else int(np.argmax(~np.isfinite(cur)))
+            cost += g * (n if stop is None else stop + 1)  # the pilot stops at the collapse
+            first_bad = lr
+            stable.clear()
+        else:
+            cost += n * g
+            if np.ptp(cur) > 0.02:  # moved enough to measure a rate
+                stable.append((lr, cur))
+        lr /= args.pilot_ratio
+    if not stable:
+        return Pilot(None, math.nan, cost, "no stable moving pilot curve")
+    stable.sort()
+    curves = [PilotCurve(rewards=tuple(c), learning_rate=x, samples_per_step=g)
+              for x, c in stable]
+    lr_f = stable[-1][0]
+    frozen = bandit.simulate(problem, learning_rate=lr_f, num_generations=g, n_steps=n,
+                             refresh_interval=n, seed=seed + 1)
+    cost += n * g
+    if not frozen.diverged[0] and np.ptp(frozen.reward_current[0]) > 0.02:
+        curves.append(PilotCurve(rewards=tuple(frozen.reward_current[0]), learning_rate=lr_f,
+                                 refresh_interval=n, refresh_scheme="frozen",
+                                 samples_per_step=g))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = estimate_stiffness(curves, nan_policy="omit")
+            k = est.stiffness
+            edge = None
+            if first_bad is not None:
+                lo, hi = lr_f * k, first_bad * k
+                edge = EdgeEstimate(rate=math.sqrt(lo * hi), low=lo, high=hi,
+                                    samples_per_step=g, horizon_steps=n, optimizer="sgd",
+                                    n_runs=len(stable) + 1)
+            model = BanditKnobs(StabilityModel(est, edge=edge))
+    except (AdvisorError, ValueError) as exc:
+        return Pilot(None, math.nan, cost, f"pilot failed: {exc}")
+    return Pilot(model, k, cost, est.message)
+
+
+class BanditKnobs:
+    """One prompt per step: completions per step = G, so the model moves the measured edge to
+    each trial's G by its batch law (per_device_train_batch_size = num_generations)."""
+
+    def __init__(self, model: StabilityModel) -> None:
+        self.model, self.estimate = model, model.estimate
+
+    def _map(self, p: Any) -> dict[str, Any]:
+        return {**p, "per_device_train_batch_size": p.get("num_generations", 8)}
+
+    def assess(self, p: Any) -> Any:
+        return self.model.assess(self._map(p))
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        return self.model.assess_many(self._map(p), details=details)
+
+
+class ClosedForm:
+    """The paper's line eta K K_ref < 1 - mu as a model for StableRegionSampler (method iii)."""
+
+    def __init__(self, stiffness: float) -> None:
+        self.k = stiffness
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        lr = np.asarray(p["learning_rate"], dtype=float)
+        mu = np.broadcast_to(np.asarray(p.get("momentum", 0.0), dtype=float), lr.shape)
+        kref = np.broadcast_to(np.asarray(p.get("steps_per_generation", 1), dtype=float),
+                               lr.shape)
+        top = (1 - mu) / (self.k * kref)
+        gap = 1 - mu - lr * self.k * kref
+        return {"max_learning_rate": top, "margin": np.log(top / lr), "stable": lr < top,
+                "probability": (lr < top).astype(float),
+                "damping_ratio": gap / (2 * np.sqrt(lr * self.k)),
+                "time_constant": (1 - mu) / (lr * self.k),
+                "regime": np.full(lr.shape, "monotone", dtype=object)}
+
+    def assess(self, p: Any) -> Any:
+        out = self.assess_many({k: np.atleast_1d(v) for k, v in p.items()}, details=True)
+        return type("Verdict", (), {k: v[0] for k, v in out.items()})()
+
+
+# ======================================================================= methods
+def make_study(method: str, args: Args, pilot: Pilot, seed: int) -> optuna.Study:
+    median = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
+    space = {**SPACE, "learning_rate": FloatDistribution(args.lr_low, args.lr_high, log=True)}
+    if method == "tpe_median":
+        sampler, pruner = optuna.samplers.TPESampler(seed=seed), median
+    elif method == "random_hyperband":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=30, max_resource=args.n_steps,
+                                                reduction_factor=3)
+    elif method == "tpe_closed_form" and pilot.model is not None:
+        sampler = StableRegionSampler(model=ClosedForm(pilot.stiffness), search_space=space,
+                                      seed=seed, safety_margin=0.0, online_update=False)
+        pruner = median
+    elif method == "stable_trajectory" and pilot.model is not None:
+        sampler = StableRegionSampler(model=pilot.model, search_space=space, seed=seed,
+                                      max_time_constant=args.value_steps / 3)
+        pruner = TrajectoryPruner(n_warmup_steps=50, n_steps=args.value_steps,
+                                  statistic="mean")
+    else:  # the pilot failed: the method degrades to plain TPE + Median (still pays the pilot)
+        sampler, pruner = optuna.samplers.TPESampler(seed=seed), median
+    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+
+
+def trial_records(study: optuna.Study, args: Args) -> list[tuple[float, float | None, bool]]:
+    """(compute, value if a usable result else None, collapsed) per trial, in order."""
+    out = []
+    for t in study.trials:
+        g = t.params.get("num_generations", 8)
+        steps = args.n_steps if t.state == TrialState.COMPLETE else (
+            (t.last_step + 1) if t.last_step is not None else 0)
+        bad = bool(t.user_attrs.get("bench:collapsed", False))
+        ok = t.state == TrialState.COMPLETE and not bad
+        out.append((float(steps * g), t.value if ok else None, bad))
+    return out
+
+
+# ======================================================================= metrics
+def summarise(results: dict[str, list[dict[str, Any]]], p0s: list[float],
+              args: Args) -> dict[str, dict[str, Any]]:
+    n = len(p0s)
+    best_any = [max((v for m in results for rec in [results[m][i]["trials"]]
+                     for _, v, _ in rec if v is not None), default=p0s[i]) for i in range(n)]
+    budget = args.budget_trials * args.n_steps * 8
+    out = {}
+    for m, studies in results.items():
+        to90, best_at, frac = [], [], []
+        for i, s in enumerate(studies):
+            span = best_any[i] - p0s[i]
+            thresh = p0s[i] + 0.9 * span
+            cum, hit, best = s["pilot_cost"], math.inf, 0.0
+            for compute, value, _ in s["trials"]:
+                cum += compute
+                if value is not None and value >= thresh and hit == math.inf:
+                    hit = cum
+                if value is not None and cum <= budget and span > 0:
+                    best = max(best, (value - p0s[i]) / span)
+            to90.append(hit)
+            best_at.append(best)
+            frac.append(np.mean([b for _, _, b in s["trials"]]))
+        out[m] = {"to90": np.array(to90), "best_at": np.array(best_at), "frac": np.array(frac),
+                  "pilot": np.array([s["pilot_cost"] for s in studies])}
+    return out
+
+
+def q(x: np.ndarray, p: float) -> float:
+    return float(np.quantile(x, p, method="inverted_cdf"))
+
+
+def fmt_k(x: float) -> str:
+    return "not reached" if not math.isfinite(x) else f"{x / 1000:.1f}k"
+
+
+# ======================================================================= main
+if __name__ == "__main__":
+    args = parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore")
+    methods = args.methods.split(",")
+    rng = np.random.default_rng(args.instance_seed)
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    p0s, notes = [], []
+    t_start = time.time()
+    for i in range(args.n_instances):
+        problem = draw_problem(rng)
+        p0s.append(problem.start_reward)
+        seed = args.instance_seed * 1000 + i
+        pilot = run_pilot(problem, args, seed)
+        if pilot.model is None:
+            notes.append(f"instance {i}: {pilot.message}")
+        for m in methods:
+            study = make_study(m, args, pilot, seed)
+            study.optimize(make_objective(problem, args, seed), n_trials=args.n_trials)
+            pays = m in ("tpe_closed_form", "stable_trajectory")
+            results[m].append({"trials": trial_records(study, args),
+                               "pilot_cost": pilot.cost if pays else 0.0})
+        print(f"instance {i}: arms={problem.n_arms} beta={problem.beta} "
+              f"p0={problem.start_reward:.3f} K_pilot={pilot.stiffness:.3g} "
+              f"pilot={pilot.cost / 1000:.1f}k ({time.time() - t_start:.0f} s)", file=sys.stderr)
+
+    # ---------------------------------------------------------------- table
+    summary = summarise(results, p0s, args)
+    baselines = [m for m in methods if m != "stable_trajectory"]
+    lines = [
+        "# Sweep efficiency on the exact GRPO bandit",
+        "",
+        f"`python benchmarks/sweep_efficiency.py` ({args.n_instances} instances from seed "
+        f"{args.instance_seed}, {args.n_trials} trials per study, {args.n_steps} steps per "
+        f"trial, value = mean logged reward over the first {args.value_steps} steps; "
+        f"wall time {time.time() - t_start:.0f} s).",
+        "",
+        "Compute = optimizer steps x completions per step (G), including the pilot for (iii) "
+        "and (iv). 'to 90%' = compute until a trial first reaches 90% of the way from the start "
+        "reward to the best value any method found on that instance. 'best at budget' = best "
+        f"value within {args.budget_trials:g} full trials at G=8 "
+        f"({args.budget_trials * args.n_steps * 8 / 1000:g}k completions), normalised to "
+        "(value - start)/(best any - start). Collapsed = the configuration collapses or "
+        "diverges within the run (ground truth, pruned or not).",
+        "",
+        "| method | to 90%: median | IQR | reached | collapsed trials (pooled) | collapsed "
+        "per study: median [IQR] | best at budget: median [IQR] | pilot cost |",
+        "|---|---:|---|---:|---:|---|---|---:|",
+    ]
+    for m in methods:
+        s = summary[m]
+        reached = int(np.isfinite(s["to90"]).sum())
+        pooled = np.mean([b for st in results[m] for _, _, b in st["trials"]])
+        lines.append(
+            f"| {LABELS.get(m, m)} | {fmt_k(q(s['to90'], 0.5))} | "
+            f"{fmt_k(q(s['to90'], 0.25))} - {fmt_k(q(s['to90'], 0.75))} | "
+            f"{reached}/{len(s['to90'])} | {100 * pooled:.1f}% | "
+            f"{100 * q(s['frac'], 0.5):.1f}% [{100 * q(s['frac'], 0.25):.1f}, "
+            f"{100 * q(s['frac'], 0.75):.1f}] | {q(s['best_at'], 0.5):.3f} "
+            f"[{q(s['best_at'], 0.25):.3f}, {q(s['best_at'], 0.75):.3f}] | "
+            f"{np.median(s['pilot']) / 1000:.1f}k |")
+    if "stable_trajectory" in summary and baselines:
+        ours = q(summary["stable_trajectory"]["to90"], 0.5)
+        best_base = min(q(summary[m]["to90"], 0.5) for m in baselines)
+        ratio = best_base / ours if math.isfinite(ours) and ours > 0 else math.nan
+        per = [summary[m]["to90"] / summary["stable_trajectory"]["to90"] for m in baselines]
+        lines += ["", f"Median compute to 90%: best baseline / this plugin = **{ratio:.2f}x** "
+                  "(target >= 2x). Per-instance ratio vs each baseline (median): " + ", ".join(
+                      f"{LABELS[m]} {np.median(r):.2f}x" for m, r in
+                      zip(baselines, per, strict=True)) + "."]
+    if notes:
+        lines += ["", "Notes: " + "; ".join(notes)]
+    text = "\n".join(lines) + "\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)

@@ -1,0 +1,327 @@
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from advisor import dynamics
+from advisor.dynamics import Regime
+from advisor.dynamics import damping_ratio
+from advisor.dynamics import fit_trajectory
+from advisor.dynamics import natural_frequency
+from advisor.dynamics import regime
+from advisor.dynamics import relaxation_rate
+from advisor.dynamics import time_constant
+from advisor.dynamics import trajectory
+from advisor.exceptions import FitError
+from advisor.exceptions import InsufficientDataError
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _recurrence(eta_k: float, mu: float, n: int) -> np.ndarray:
+    """Step-by-step heavy-ball map from rest, e_0 = 1 (the oracle)."""
+    e = [1.0, 1.0]  # e_{-1} = e_0
+    for _ in range(n - 1):
+        e.append((1 + mu - eta_k) * e[-1] - mu * e[-2])
+    return np.array(e[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# known values
+# ---------------------------------------------------------------------------------------------
+def test_regime_values() -> None:
+    assert [r.value for r in Regime] == ["monotone", "overshoot", "oscillatory", "divergent"]
+    assert Regime("divergent") is Regime.DIVERGENT
+
+
+def test_continuous_damping_ratio_and_frequency() -> None:
+    # zeta = (1 - mu) / (2 sqrt(eta K)) with eta K = x (1 - mu) = 0.002
+    assert damping_ratio(0.02, 0.9) == pytest.approx(0.1 / (2 * math.sqrt(0.002)))
+    assert natural_frequency(0.02, 0.9) == pytest.approx(math.sqrt(0.002))
+    np.testing.assert_allclose(damping_ratio([0.02, 0.08], 0.9), [1.118034, 0.559017], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mu", [0.5, 0.8, 0.9])
+def test_overshoot_onset_at_discrete_critical_damping(mu: float) -> None:
+    critical = (1 - math.sqrt(mu)) ** 2 / (1 - mu)  # eta K = (1 - sqrt mu)^2, as a rate x
+    assert regime(critical * (1 - 1e-6), mu) is Regime.MONOTONE
+    assert regime(critical * (1 + 1e-3), mu) is Regime.OVERSHOOT
+    assert damping_ratio(critical * (1 - 1e-6), mu, exact=True) == 1.0
+    assert damping_ratio(critical * 1.5, mu, exact=True) < 1.0
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9])
+def test_divergence_at_two_one_plus_mu(mu: float) -> None:
+    edge = 2 * (1 + mu) / (1 - mu)  # eta K = 2 (1 + mu)
+    assert regime(edge * (1 - 1e-6), mu) is not Regime.DIVERGENT
+    assert regime(edge, mu) is Regime.DIVERGENT
+    assert regime(0.0, mu) is Regime.DIVERGENT  # no restoring force: never relaxes
+
+
+def test_regime_is_vectorised() -> None:
+    out = regime(np.array([0.01, 0.5, 40.0]), 0.9)  # eta K = 0.001, 0.05, 4 > 3.8
+    assert out.tolist() == [Regime.MONOTONE, Regime.OSCILLATORY, Regime.DIVERGENT]
+    # plain gradient descent alternates sign once eta K > 1
+    assert regime(1.2, 0.0) is not Regime.MONOTONE
+
+
+def test_relaxation_rate_limits() -> None:
+    # mu = 0: e_k = (1 - x)^k exactly
+    assert relaxation_rate(0.1) == pytest.approx(-math.log(0.9))
+    # strongly overdamped heavy ball: the slow root tends to x (zeta = 16 here, error ~ 1/zeta^2)
+    assert relaxation_rate(1e-4, 0.9) == pytest.approx(1e-4, rel=5e-3)
+    assert time_constant(0.1) == pytest.approx(-1 / math.log(0.9))
+    assert time_constant(5.0, 0.0) == math.inf  # |1 - 5| > 1: not decaying
+
+
+# ---------------------------------------------------------------------------------------------
+# oracle: closed forms against step-by-step simulation / numerical ODE
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("eta_k_factor", [0.01, 0.3, 1.0, 1.7, 4.0, 0.999 * 2])
+def test_heavy_ball_closed_form_matches_recurrence(mu: float, eta_k_factor: float) -> None:
+    # factors relative to the critical damping (1 - sqrt mu)^2 (1.0 = double root) and up to
+    # the divergence edge; 1e-10 covers float rounding over 400 steps
+    eta_k = min(eta_k_factor * max((1 - math.sqrt(mu)) ** 2, 0.3), 2 * (1 + mu) * 0.999)
+    k = np.arange(400)
+    closed = trajectory(k, plateau=1.0, start=0.0, rate=eta_k / (1 - mu), momentum=mu,
+                        model="heavy_ball")
+    np.testing.assert_allclose(1.0 - closed, _recurrence(eta_k, mu, 400), atol=1e-10)
+
+
+@pytest.mark.parametrize("zeta", [0.3, 1.0, 1.0 + 1e-9, 2.5, 30.0])
+def test_oscillator_closed_form_matches_ode(zeta: float) -> None:
+    omega0 = 0.1
+    t = np.linspace(0, 200, 201)
+    sol = solve_ivp(lambda _, s: [s[1], -2 * zeta * omega0 * s[1] - omega0**2 * s[0]],
+                    (0, 200), [1.0, 0.0], t_eval=t, rtol=1e-10, atol=1e-12)
+    phi = dynamics._phi_oscillator(t, np.float64(omega0), np.float64(zeta))
+    np.testing.assert_allclose(phi, sol.y[0], atol=1e-7)
+
+
+def test_continuous_oscillator_approximates_heavy_ball() -> None:
+    # paper-math.md 1.3: discrete map and ODE from rest agree within 0.6-1.5% of the step
+    k = np.arange(600)
+    kw = dict(plateau=1.0, start=0.0, rate=0.02, momentum=0.9)
+    gap = trajectory(k, model="heavy_ball", **kw) - trajectory(k, model="oscillator", **kw)
+    assert np.max(np.abs(gap)) < 0.02
+
+
+def test_single_exponential_limit_and_two_timescale() -> None:
+    k = np.arange(0, 3000, 7)
+    kw = dict(plateau=0.9, start=0.4, rate=5e-4, momentum=0.9)  # zeta = 7: overdamped
+    exact = trajectory(k, model="heavy_ball", **kw)
+    limit = trajectory(k, plateau=0.9, start=0.4, rate=relaxation_rate(5e-4, 0.9))
+    assert np.max(np.abs(exact - limit)) < 0.01 * 0.5  # 1% of the rise
+    two = trajectory([0, 10], plateau=1.0, start=0.0, rate=0.01, rate2=0.5, weight=0.3,
+                     model="two_timescale")
+    np.testing.assert_allclose(two, [0.0, 1 - 0.3 * math.exp(-0.1) - 0.7 * math.exp(-5)])
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter recovery
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exponential_recovery(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(150)
+    y = trajectory(t, plateau=0.85, start=0.3, rate=0.04) + rng.normal(0, 0.03, t.size)
+    fit = fit_trajectory(y, models=("exponential",))
+    # sd 0.03 over ~100 saturated points: plateau SE ~ 0.004; 0.015 is > 3 SE
+    assert fit.plateau == pytest.approx(0.85, abs=0.015), "plateau"
+    assert fit.rate == pytest.approx(0.04, rel=0.2), "rate"
+    assert abs(fit.plateau - 0.85) < 4 * fit.std_errors["plateau"] + 1e-3
+    assert abs(fit.rate - 0.04) < 4 * fit.std_errors["rate"]
+    assert fit.regime is Regime.MONOTONE and fit.damping_ratio == math.inf
+    assert fit.time_constant == pytest.approx(1 / fit.rate)
+
+
+def test_oscillator_recovery_from_heavy_ball() -> None:
+    rng = np.random.default_rng(0)
+    k = np.arange(400)
+    x, mu = 0.015, 0.9  # zeta = sqrt(0.1)/(2 sqrt(0.015)) = 1.29, omega0 = sqrt(0.0015)
+    y = trajectory(k, plateau=0.8, start=0.3, rate=x, momentum=mu, model="heavy_ball")
+    fit = fit_trajectory(y + rng.normal(0, 0.005, k.size))
+    assert fit.model == "oscillator"
+    # the continuous model reads the discrete map with ~7% bias in zeta (tests above), so 15%
+    assert fit.damping_ratio == pytest.approx(damping_ratio(x, mu), rel=0.15), "damping_ratio"
+    assert fit.natural_frequency == pytest.approx(natural_frequency(x, mu), rel=0.1), "omega0"
+    assert fit.plateau == pytest.approx(0.8, abs=0.005), "plateau"
+
+
+def test_underdamped_fit_reports_regime() -> None:
+    k = np.arange(300)
+    y = trajectory(k, plateau=0.8, start=0.3, rate=0.3, momentum=0.9, model="oscillator")
+    fit = fit_trajectory(y, models=("oscillator",))
+    assert fit.damping_ratio == pytest.approx(damping_ratio(0.3, 0.9), rel=1e-3)
+    assert fit.regime is Regime.OSCILLATORY
+
+
+def test_two_timescale_recovery() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(500)
+    y = trajectory(t, plateau=0.9, start=0.2, rate=0.005, rate2=0.1, weight=0.4,
+                   model="two_timescale") + rng.normal(0, 0.003, t.size)
+    fit = fit_trajectory(y)
+    assert fit.model == "two_timescale"
+    assert fit.params["rate"] == pytest.approx(0.005, rel=0.1), "slow rate"
+    assert fit.params["rate2"] == pytest.approx(0.1, rel=0.1), "fast rate"
+    assert fit.params["weight"] == pytest.approx(0.4, abs=0.03), "weight"
+
+
+def test_pinned_plateau() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    y = trajectory(t, plateau=0.85, start=0.3, rate=0.02) + rng.normal(0, 0.02, t.size)
+    fit = fit_trajectory(y, plateau=0.85, models=("exponential",))
+    assert fit.plateau == 0.85 and fit.std_errors["plateau"] == 0.0
+    assert fit.rate == pytest.approx(0.02, rel=0.15)
+
+
+# ---------------------------------------------------------------------------------------------
+# done-when numbers (loose versions of benchmarks/fit_quality.py)
+# ---------------------------------------------------------------------------------------------
+def test_fit_quality_on_simulated_curves() -> None:
+    from fit_quality import evaluate
+    from fit_quality import make_curve
+
+    rng = np.random.default_rng(0)
+    # 400 completions per step: binomial sd of the logged mean ~0.023
+    exp_rows = [evaluate(make_curve(rng, "exp", 400), 0.25, ("exponential",))
+                for _ in range(25)]
+    r2 = np.median([r["r2"] for r in exp_rows])
+    ceiling = np.median([r["ceiling"] for r in exp_rows])
+    assert r2 >= 0.93 and r2 >= ceiling - 0.01  # noise-limited: R^2 reaches its ceiling
+    assert np.median([r["plateau_err"] for r in exp_rows]) <= 0.01
+    assert np.median([r["pred_err"] for r in exp_rows]) <= 0.05
+    assert np.mean([r["cover"] for r in exp_rows]) >= 0.8
+    hb_rows = [evaluate(make_curve(rng, "hb0.9", 400), 0.25, dynamics.MODELS)
+               for _ in range(16)]
+    # the slow inertial start: AICc prefers a non-exponential model, by a clear margin
+    assert np.mean([r["non_exp"] for r in hb_rows]) >= 0.8
+    assert np.median([r["d_aicc"] for r in hb_rows]) > 4
+    # the band stays honest on these harder prefixes (benchmark: 0.9+; 12 of 16 allows noise)
+    assert np.mean([r["cover"] for r in hb_rows]) >= 0.75
+
+
+def test_predict_interval() -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(50)
+    y = trajectory(t, plateau=0.8, start=0.3, rate=0.05) + rng.normal(0, 0.03, t.size)
+    fit = fit_trajectory(y)
+    mean, low, high = fit.predict([49, 100, 200])
+    assert mean.shape == low.shape == high.shape == (3,)
+    assert np.all(low < mean) and np.all(mean < high)
+    narrow = fit.predict([200], interval=0.5)
+    assert high[2] - low[2] > narrow[2][0] - narrow[1][0]
+    # the band of a logged value is at least the residual noise wide (90%: +-1.64 sd)
+    assert high[0] - low[0] > 2 * 1.5 * fit.noise_std
+    np.testing.assert_array_equal(fit.predict([100])[1], fit.predict([100])[1])  # seeded
+
+
+def test_exponential_fit_is_fast() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(100)
+    y = trajectory(t, plateau=0.8, start=0.3, rate=0.04) + rng.normal(0, 0.03, t.size)
+    fit_trajectory(y, models=("exponential",))
+    start = time.perf_counter()
+    for _ in range(10):
+        fit_trajectory(y, models=("exponential",))
+    assert (time.perf_counter() - start) / 10 < 0.03  # a few ms; loose for a shared CPU
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN policy and bad input
+# ---------------------------------------------------------------------------------------------
+def test_nan_policy() -> None:
+    t = np.arange(30)
+    y = trajectory(t, plateau=0.8, start=0.3, rate=0.1)
+    y[[3, 10]] = np.nan
+    with pytest.raises(ValueError, match="must be finite, got .*nan.* at index 3"):
+        fit_trajectory(y)
+    fit = fit_trajectory(y, nan_policy="omit", models=("exponential",))
+    assert fit.n_dropped_nonfinite == 2 and fit.n_points == 28
+    assert fit.rate == pytest.approx(0.1, rel=1e-6)  # dropped points keep their steps
+
+
+def test_too_short_and_constant() -> None:
+    with pytest.raises(InsufficientDataError, match="at least 5 finite points"):
+        fit_trajectory([0.1, 0.2, 0.3, 0.35])
+    with pytest.raises(InsufficientDataError, match="at least 4 finite points"):
+        fit_trajectory([0.1, 0.2, 0.3], plateau=0.5)
+    with pytest.raises(InsufficientDataError, match="constant curve"):
+        fit_trajectory([0.5] * 20)
+    fit = fit_trajectory(trajectory(np.arange(5), plateau=0.8, start=0.3, rate=0.3))
+    assert fit.model == "exponential" and "Skipped" in fit.message
+
+
+def test_fit_error_carries_partial(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = dynamics.optimize.least_squares
+
+    def never_converges(*args: object, **kwargs: object) -> object:
+        res = real(*args, **kwargs)
+        res.status = 0  # "maximum number of function evaluations exceeded"
+        return res
+
+    monkeypatch.setattr(dynamics.optimize, "least_squares", never_converges)
+    y = trajectory(np.arange(30), plateau=0.8, start=0.3, rate=0.1)
+    with pytest.raises(FitError, match="No trajectory model converged") as info:
+        fit_trajectory(y, models=("exponential",))
+    assert info.value.partial is not None and not info.value.partial.converged
+    assert info.value.partial.plateau == pytest.approx(0.8, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"models": ("spline",)}, ValueError, "`models` must be one of"),
+        ({"models": ()}, ValueError, "`models` must name at least one"),
+        ({"steps": [0, 1, 1, 2, 3, 4, 5, 6]}, ValueError, "strictly increasing"),
+        ({"steps": [0, 1, 2]}, ValueError, "must have the shape of `rewards`"),
+        ({"plateau": float("nan")}, ValueError, "`plateau` must be a finite number"),
+        ({"nan_policy": "drop"}, ValueError, "`nan_policy` must be one of"),
+    ],
+)
+def test_fit_bad_input(kwargs: dict, error: type, match: str) -> None:
+    y = trajectory(np.arange(8), plateau=0.8, start=0.3, rate=0.2)
+    with pytest.raises(error, match=match):
+        fit_trajectory(y, **kwargs)
+
+
+def test_fit_rejects_non_numeric() -> None:
+    with pytest.raises(TypeError, match="`rewards` must be a sequence of numbers"):
+        fit_trajectory("0.1 0.2")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rate": 0.0}, "`rate` must be a finite number in \\(0, inf\\]"),
+        ({"momentum": 1.0}, "`momentum` must be a finite number in \\[0, 1\\)"),
+        ({"model": "heavy_ball", "steps": [0.5, 1.0]}, "must be integers"),
+        ({"model": "two_timescale"}, "`rate2` and `weight` must be given"),
+        ({"model": "logistic"}, "`model` must be one of"),
+        ({"steps": [-1, 0]}, "`steps` must be finite and >= 0"),
+    ],
+)
+def test_trajectory_bad_input(kwargs: dict, match: str) -> None:
+    args = {"steps": [0, 1, 2], "plateau": 0.9, "start": 0.1, "rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        trajectory(**args)
+
+
+def test_physics_bad_input() -> None:
+    with pytest.raises(ValueError, match="`rate` must be finite and >= 0"):
+        damping_ratio(-0.1)
+    with pytest.raises(ValueError, match="`momentum` must be in \\[0, 1\\)"):
+        regime(0.1, 1.0)
+    fit = fit_trajectory(trajectory(np.arange(20), plateau=0.8, start=0.3, rate=0.2))
+    with pytest.raises(ValueError, match="`interval` must be a finite number in \\(0, 1\\)"):
+        fit.predict([30], interval=1.0)

@@ -1,0 +1,441 @@
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.testing.pytest_samplers import BasicSamplerTestCase
+from optuna.testing.pytest_samplers import RelativeSamplerTestCase
+from optuna.trial import TrialState
+from scipy.stats import norm
+
+from advisor.exceptions import AdvisorWarning
+from advisor.sampler import FRACTION_KEY
+from advisor.sampler import StableRegionSampler
+from advisor.sampler import _map_fraction
+from advisor.sampler import _View
+from advisor.sampler import edge_factor
+
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SIGMA = 0.3  # log-sd of the stand-in's edge
+
+
+class EdgeModel:
+    """Stand-in with the StabilityModel contract and a closed-form edge.
+
+    eta_max = X (1 - momentum) / sqrt(steps_per_generation); P(stable) = Phi(margin / SIGMA);
+    zeta = (1 - momentum) / (2 sqrt(eta K)) with K = 10.
+    """
+
+    def __init__(self, x: float = 0.05) -> None:
+        self.x = x
+        self.estimate = SimpleNamespace(plateau=0.8)
+
+    def _cols(self, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lr = np.asarray(p["learning_rate"], dtype=float)
+        mu = np.broadcast_to(np.asarray(p.get("momentum", 0.0), dtype=float), lr.shape)
+        spg = np.broadcast_to(np.asarray(p.get("steps_per_generation", 1), dtype=float),
+                              lr.shape)
+        return lr, mu, spg
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        lr, mu, spg = self._cols(p)
+        top = self.x * (1 - mu) / np.sqrt(spg)
+        margin = np.log(top / lr)
+        zeta = (1 - mu) / (2 * np.sqrt(10 * lr))
+        out = {"max_learning_rate": top, "margin": margin, "stable": margin > 0,
+               "probability": norm.cdf(margin / SIGMA)}
+        if details:
+            out.update(damping_ratio=zeta, time_constant=(1 - mu) / (10 * lr),
+                       regime=np.where(zeta >= 1, "monotone", "overshoot"))
+        return out
+
+    def assess(self, p: Any) -> SimpleNamespace:
+        out = self.assess_many({k: np.atleast_1d(v) for k, v in p.items()}, details=True)
+        return SimpleNamespace(**{k: v[0].item() for k, v in out.items()})
+
+
+def top_of(params: dict[str, Any], x: float = 0.05) -> float:
+    return x * (1 - params.get("momentum", 0.0)) / math.sqrt(params.get("steps_per_generation", 1))
+
+
+SPACE = {
+    "learning_rate": FloatDistribution(1e-6, 1e-1, log=True),
+    "momentum": FloatDistribution(0.0, 0.95),
+    "steps_per_generation": IntDistribution(1, 16),
+}
+
+
+def objective(trial: optuna.Trial) -> float:
+    mu = trial.suggest_float("momentum", 0.0, 0.95)
+    spg = trial.suggest_int("steps_per_generation", 1, 16)
+    lr = trial.suggest_float("learning_rate", 1e-6, 1e-1, log=True)
+    return math.log(lr) - 0.1 * spg - mu
+
+
+# ------------------------------------------------------------------------------ conformance
+class TestConformance(BasicSamplerTestCase, RelativeSamplerTestCase):
+    @pytest.fixture
+    def sampler(self) -> Any:
+        def make() -> StableRegionSampler:
+            warnings.simplefilter("ignore", AdvisorWarning)  # "no learning_rate" notices
+            return StableRegionSampler(model=EdgeModel(), seed=0)
+
+        return make
+
+
+class TestConformanceWithKnobSpace(RelativeSamplerTestCase):
+    @pytest.fixture
+    def sampler(self) -> Any:
+        def make() -> StableRegionSampler:
+            warnings.simplefilter("ignore", AdvisorWarning)
+            return StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+
+        return make
+
+
+# ------------------------------------------------------------------------------ in the region
+@pytest.mark.parametrize("base", [
+    None,
+    optuna.samplers.RandomSampler(seed=1),
+    optuna.samplers.TPESampler(seed=1, n_startup_trials=5),
+    optuna.samplers.CmaEsSampler(seed=1, n_startup_trials=5),
+])
+@pytest.mark.parametrize("with_space", [True, False])
+def test_every_trial_inside_region(base: Any, with_space: bool) -> None:
+    sampler = StableRegionSampler(model=EdgeModel(), base_sampler=base, seed=0,
+                                  search_space=SPACE if with_space else None, safety_margin=0.0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.optimize(objective, n_trials=25)
+    for t in study.trials:
+        lr = t.params["learning_rate"]
+        assert lr <= top_of(t.params) * (1 + 1e-9), t.params
+        assert t.user_attrs["advisor:in_region"] is True
+        assert t.user_attrs["advisor:learning_rate"] == lr
+
+
+def test_gp_base_in_region_and_learns_the_box() -> None:
+    pytest.importorskip("torch")
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                                  base_sampler=optuna.samplers.GPSampler(seed=0,
+                                                                         n_startup_trials=4))
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.optimize(objective, n_trials=10)
+    assert all(t.params["learning_rate"] <= top_of(t.params) for t in study.trials)
+    # the optimum sits on the edge at spg = 1, mu = 0: GP should find u close to 1
+    assert study.best_trial.user_attrs[FRACTION_KEY] > 0.8
+
+
+def test_base_sampler_sees_fraction_not_learning_rate() -> None:
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.optimize(objective, n_trials=3)
+    seen = _View(study, sampler).get_trials(states=(TrialState.COMPLETE,))
+    for raw, t in zip(study.trials, seen, strict=True):
+        assert "learning_rate" not in t.params
+        assert t.params[FRACTION_KEY] == raw.user_attrs[FRACTION_KEY]
+        assert t.distributions[FRACTION_KEY] == FloatDistribution(0.0, 1.0)
+    assert "learning_rate" in study.trials[0].params  # the user's view is unchanged
+
+
+def test_lr_is_the_declared_map_of_the_fraction() -> None:
+    # known value: eta = lo (upper / lo)^u with upper = eta_max e^{-m}
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=3,
+                                  safety_margin=0.2)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    for t in study.trials:
+        upper = top_of(t.params) * math.exp(-0.2)
+        u = t.user_attrs[FRACTION_KEY]
+        expected = 1e-6 * (upper / 1e-6) ** u
+        assert t.params["learning_rate"] == pytest.approx(expected, rel=1e-12)
+        assert t.user_attrs["advisor:margin"] == pytest.approx(
+            math.log(top_of(t.params) / expected), rel=1e-9)
+        assert t.user_attrs["advisor:plateau"] == 0.8
+
+
+@pytest.mark.parametrize(("u", "log", "expected"), [
+    (0.0, True, 1e-6), (1.0, True, 1e-2), (0.5, True, 1e-4),
+    (0.5, False, 1e-6 + 0.5 * (1e-2 - 1e-6)),
+])
+def test_map_fraction_known_values(u: float, log: bool, expected: float) -> None:
+    dist = FloatDistribution(1e-6, 1.0, log=log)
+    assert _map_fraction(u, dist, 1e-2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_map_fraction_respects_step() -> None:
+    dist = FloatDistribution(0.0, 1.0, step=0.25)
+    assert _map_fraction(1.0, dist, 0.6) == 0.5  # the largest grid point <= the bound
+
+
+# ------------------------------------------------------------------------------ constraints
+def test_chance_constraint_known_value() -> None:
+    # P = Phi(log(top/eta) / SIGMA) >= 1 - alpha  <=>  eta <= top exp(-SIGMA z_{1-alpha})
+    alpha = 0.05
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, alpha=alpha,
+                                  safety_margin=0.0, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    for t in study.trials:
+        expected = top_of(t.params) * math.exp(-SIGMA * norm.ppf(1 - alpha))
+        # probit-linear interpolation is exact for a lognormal edge (round-off only)
+        assert t.user_attrs["advisor:lr_upper"] == pytest.approx(expected, rel=1e-9)
+        assert t.user_attrs["advisor:p_stable"] >= 1 - alpha - 1e-9
+
+
+def test_damping_floor_known_value() -> None:
+    # zeta = (1 - mu) / (2 sqrt(10 eta)) >= z  <=>  eta <= (1 - mu)^2 / (40 z^2)
+    sampler = StableRegionSampler(model=EdgeModel(x=10.0), search_space=SPACE,
+                                  min_damping_ratio=1.0, safety_margin=0.0, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    for t in study.trials:
+        expected = (1 - t.params["momentum"]) ** 2 / 40.0
+        assert t.user_attrs["advisor:lr_upper"] == pytest.approx(min(0.1, expected), rel=0.01)
+        assert t.user_attrs["advisor:damping_ratio"] >= 1.0 - 0.01
+
+
+def test_infeasible_knobs_are_repaired_not_rejected() -> None:
+    # lr >= 1e-3 needs (1 - mu) / sqrt(spg) >= 0.02 e^{0.1}: mu = 0.95, spg = 16 cannot
+    space = {**SPACE, "learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
+
+    def fixed(trial: optuna.Trial) -> float:
+        trial.suggest_float("momentum", 0.0, 0.95)
+        trial.suggest_int("steps_per_generation", 1, 16)
+        return trial.suggest_float("learning_rate", 1e-3, 1e-1, log=True)
+
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=space, seed=0,
+                                  base_sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(fixed, n_trials=30)
+    for t in study.trials:
+        assert t.params["learning_rate"] <= top_of(t.params) * math.exp(-0.1) * (1 + 1e-9)
+        assert t.user_attrs["advisor:in_region"] is True
+
+
+# ------------------------------------------------------------------------------ online update
+@pytest.mark.parametrize(("ratios", "collapsed", "expected"), [
+    ([], [], 1.0),
+    ([0.2, 0.5, 0.9], [False, False, False], 1.0),  # agrees with the model
+    ([0.2, 0.5, 0.7], [False, False, True], math.sqrt(0.5 * 0.7)),
+    ([0.7], [True], 0.35),  # no stable run below: half the collapse ratio
+    ([0.5, 1.5], [False, False], 1.5),  # stable above the edge raises it
+    ([0.5, 1.5, 2.0], [False, False, True], 1.5),
+    ([0.3, 0.6, 0.8, 0.9], [False, True, False, False], 1.0),  # one stray collapse: 1 error
+    ([1.2, 1.3], [True, True], 1.0),  # collapses above the edge agree with the model
+])
+def test_edge_factor_table(ratios: list[float], collapsed: list[bool], expected: float) -> None:
+    assert edge_factor(ratios, collapsed) == pytest.approx(expected, rel=1e-12)
+
+
+def test_edge_factor_against_brute_force(rng: np.random.Generator) -> None:
+    # oracle: scan s on a fine grid; the chosen s must reach the minimum error count
+    for _ in range(50):
+        r = np.exp(rng.normal(0, 0.7, 12))
+        y = rng.random(12) < 1 / (1 + np.exp(-4 * np.log(r / 0.8)))
+        s = edge_factor(r, y)
+        grid = np.exp(np.linspace(-4, 4, 20001))
+        err = ((~y)[None] & (r[None] > grid[:, None])).sum(1) + \
+              (y[None] & (r[None] <= grid[:, None])).sum(1)
+        err_s = int(((~y) & (r > s)).sum() + (y & (r <= s)).sum())
+        assert err_s == err.min()
+
+
+def _add(study: optuna.Study, params: dict[str, Any], ratio: float, collapsed: bool) -> None:
+    lr_max = top_of(params)
+    study.add_trial(optuna.create_trial(
+        params={**params, "learning_rate": ratio * lr_max},
+        distributions=SPACE, value=0.0 if collapsed else 1.0,
+        user_attrs={"advisor:lr_max_model": lr_max, "advisor:collapsed": collapsed}))
+
+
+def test_collapse_inside_region_lowers_edge_across_restarts(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'online.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    knobs = {"momentum": 0.5, "steps_per_generation": 4}
+    _add(study, knobs, 0.3, False)
+    _add(study, knobs, 0.6, True)  # collapse inside the predicted-stable region
+    # a fresh sampler on a reloaded study (a restart / another worker): no hidden state
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                                  safety_margin=0.0)
+    study = optuna.load_study(study_name="s", storage=url, sampler=sampler)
+    study.optimize(objective, n_trials=5)
+    new = study.trials[2:]
+    # the first new trial sees the bracket (0.3 stable, 0.6 collapsed): its geometric midpoint
+    assert new[0].user_attrs["advisor:edge_scale"] == pytest.approx(math.sqrt(0.18), rel=1e-12)
+    for t in new:  # later trials add stable evidence inside; the edge stays below the collapse
+        s = t.user_attrs["advisor:edge_scale"]
+        assert math.sqrt(0.18) <= s < 0.6
+        assert t.params["learning_rate"] <= s * top_of(t.params) * (1 + 1e-9)
+
+
+def test_stable_run_above_edge_raises_it() -> None:
+    study = optuna.create_study(direction="maximize")
+    _add(study, {"momentum": 0.0, "steps_per_generation": 1}, 1.5, False)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.optimize(objective, n_trials=2)
+    assert study.trials[-1].user_attrs["advisor:edge_scale"] == pytest.approx(1.5)
+
+
+def test_pruned_for_collapse_counts_and_online_update_can_be_off() -> None:
+    study = optuna.create_study(direction="maximize")
+    params = {"momentum": 0.0, "steps_per_generation": 1}
+    lr_max = top_of(params)
+    study.add_trial(optuna.create_trial(
+        params={**params, "learning_rate": 0.4 * lr_max}, distributions=SPACE,
+        state=TrialState.PRUNED, intermediate_values={0: 0.1},
+        user_attrs={"advisor:lr_max_model": lr_max, "advisor:prune_reason": "collapse"}))
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].user_attrs["advisor:edge_scale"] == pytest.approx(0.2)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                                        online_update=False)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].user_attrs["advisor:edge_scale"] == 1.0
+
+
+# ------------------------------------------------------------------------------ hooks
+class Recording(optuna.samplers.RandomSampler):
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.calls: list[str] = []
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        self.calls.append("before")
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self.calls.append("after")
+
+    def reseed_rng(self) -> None:
+        self.calls.append("reseed")
+        super().reseed_rng()
+
+
+def test_every_hook_is_forwarded() -> None:
+    base = Recording()
+    sampler = StableRegionSampler(model=EdgeModel(), base_sampler=base, search_space=SPACE)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=2)
+    sampler.reseed_rng()
+    assert base.calls == ["before", "after", "before", "after", "reseed"]
+
+
+def test_enqueued_trial_gets_its_prediction_recorded() -> None:
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    # enqueued params bypass the sampler: 5e-3 is above eta_max = 0.05 (1 - 0.9) / 2
+    study.enqueue_trial({"learning_rate": 5e-3, "momentum": 0.9, "steps_per_generation": 4})
+    study.optimize(objective, n_trials=1)
+    ua = study.trials[0].user_attrs
+    assert ua["advisor:lr_max_model"] == pytest.approx(2.5e-3, rel=1e-12)
+    assert ua["advisor:in_region"] is False
+    assert ua["advisor:margin"] == pytest.approx(math.log(2.5e-3 / 5e-3), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"safety_margin": -0.1}, ValueError, r"`safety_margin` must be a finite number in \[0, inf"),
+    ({"safety_margin": math.nan}, ValueError, "`safety_margin` must be a finite number"),
+    ({"alpha": 0.0}, ValueError, r"`alpha` must be a finite number in \(0, 1\)"),
+    ({"alpha": 1.5}, ValueError, "`alpha` must be"),
+    ({"min_damping_ratio": -1.0}, ValueError, "`min_damping_ratio` must be"),
+    ({"n_candidates": 0}, ValueError, "`n_candidates` must be an integer >= 1"),
+    ({"search_space": {"momentum": FloatDistribution(0, 0.9)}}, ValueError,
+     "`search_space` must contain 'learning_rate'"),
+    ({"search_space": {**SPACE, "learning_rat": FloatDistribution(0, 1)}}, ValueError,
+     "unknown knob 'learning_rat'. Did you mean 'learning_rate'"),
+    ({"defaults": {"num_generation": 8}}, ValueError,
+     "`defaults` must use trl.GRPOConfig field names.*Did you mean 'num_generations'"),
+    ({"search_space": {"learning_rate": IntDistribution(1, 5)}}, ValueError,
+     "must be a FloatDistribution with low > 0"),
+    ({"base_sampler": "tpe"}, TypeError, "`base_sampler` must be an optuna BaseSampler"),
+])
+def test_bad_constructor_arguments(kwargs: dict[str, Any], exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        StableRegionSampler(model=EdgeModel(), **kwargs)
+
+
+def test_model_without_assess_is_rejected() -> None:
+    with pytest.raises(TypeError, match="`model` must have an assess"):
+        StableRegionSampler(model=object())
+
+
+def test_space_without_learning_rate_warns() -> None:
+    study = optuna.create_study(sampler=StableRegionSampler(model=EdgeModel()))
+    with pytest.warns(AdvisorWarning, match="no `learning_rate` parameter"):
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+
+
+def test_learning_rate_before_knobs_warns() -> None:
+    sampler = StableRegionSampler(model=EdgeModel(), seed=0)
+    sampler._space = dict(SPACE)  # knob names known, but nothing suggested before lr
+    study = optuna.create_study(sampler=sampler)
+    with pytest.warns(AdvisorWarning, match=r"not suggested before `learning_rate`"):
+        sampler.sample_independent(study, study.ask()._cached_frozen_trial, "learning_rate",
+                                   SPACE["learning_rate"])
+
+
+class Broken(EdgeModel):
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        raise ArithmeticError("model exploded")
+
+
+def test_model_failure_warns_and_falls_back() -> None:
+    sampler = StableRegionSampler(model=Broken(), search_space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with pytest.warns(AdvisorWarning, match="the stability model failed on trial 0"):
+        study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == TrialState.COMPLETE
+
+
+# ------------------------------------------------------------------------------ packaging
+HUB = Path(__file__).resolve().parents[1] / "optunahub"
+
+
+@pytest.mark.parametrize(("folder", "name", "tag"), [
+    ("samplers/stable_region", "StableRegionSampler", "sampler"),
+    ("pruners/trajectory", "TrajectoryPruner", "pruner"),
+])
+def test_optunahub_package_layout(folder: str, name: str, tag: str) -> None:
+    yaml = pytest.importorskip("yaml")
+    pkg = HUB / folder
+    assert {"README.md", "LICENSE", "__init__.py", "example.py"} <= {p.name for p in pkg.iterdir()}
+    assert (pkg / "LICENSE").read_text().startswith("MIT License")
+    front = yaml.safe_load((pkg / "README.md").read_text().split("---")[1])
+    assert set(front) == {"author", "title", "description", "tags", "optuna_versions", "license"}
+    assert tag in front["tags"] and front["license"] == "MIT License"
+    # load it the way optunahub.load_local_module does: the folder as a package
+    spec = importlib.util.spec_from_file_location(f"hub_{tag}", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.__all__ == [name]
+    assert getattr(module, name) is getattr(__import__("advisor"), name)
+
+
+@pytest.mark.parametrize("script", [
+    "optunahub/samplers/stable_region/example.py",
+    "optunahub/pruners/trajectory/example.py",
+    "examples/optuna_bandit.py",
+])
+def test_examples_run(script: str, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    args = ["3"] if script.startswith("examples/") else []
+    out = subprocess.run([sys.executable, str(root / script), *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
