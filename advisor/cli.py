@@ -54,9 +54,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from advisor.study_file import load_study_pilot
 
     study = _load(args.study)
-    pilot = load_study_pilot(study)
     optuna_study = load_optuna_study(study, storage=args.storage, must_exist=False)
-    report = pilot.report(study, optuna_study=optuna_study)
+    if args.stiffness is None:
+        report = load_study_pilot(study).report(study, optuna_study=optuna_study)
+    else:  # theory only, from a stiffness measured elsewhere
+        from types import SimpleNamespace
+
+        from advisor.report import build_report
+        from advisor.stability import StabilityModel
+
+        est = SimpleNamespace(stiffness=args.stiffness, std_error=args.stiffness_error,
+                              stiffness_current=None, stiffness_sampler=None, plateau=None)
+        report = build_report(StabilityModel(est), study=study, optuna_study=optuna_study)
     out = Path(args.output) if args.output else study.report_dir
     paths = report.write(out)
     if args.format == "markdown":
@@ -85,6 +94,7 @@ def _cmd_recommend_refresh(args: argparse.Namespace) -> int:
                             timing=timing, learning_rate=args.learning_rate,
                             momentum=args.momentum, max_refresh=args.max_refresh,
                             min_damping_ratio=args.min_damping_ratio,
+                            min_probability=args.min_probability,
                             num_iterations=(1, 2, 4) if args.allow_reuse else (1,),
                             params=dict(pilot.defaults))
     print(json.dumps(rec.to_dict(), indent=2) if args.format == "json" else rec.explain())
@@ -151,6 +161,10 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: the study file's)")
     p.add_argument("--format", choices=("markdown", "json"),
                    help="also print the report to stdout in this format")
+    p.add_argument("--stiffness", type=float,
+                   help="no pilot: a stiffness K per unit lr measured elsewhere (theory only)")
+    p.add_argument("--stiffness-error", type=float, default=0.0,
+                   help="standard error of --stiffness")
 
 
 def _add_refresh(p: argparse.ArgumentParser) -> None:
@@ -162,6 +176,8 @@ def _add_refresh(p: argparse.ArgumentParser) -> None:
                    help="largest steps_per_generation * num_iterations to consider")
     p.add_argument("--min-damping-ratio", type=float, default=0.7,
                    help="stay where the theory's damping ratio is at least this")
+    p.add_argument("--min-probability", type=float, default=0.8,
+                   help="keep settings predicted stable with at least this probability")
     p.add_argument("--seconds-per-step", type=float,
                    help="override the pilot's timing: seconds per on-policy optimizer step")
     p.add_argument("--seconds-per-generation", type=float,
@@ -258,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 on an advisor error, 2 on a usage error.
 
     Example:
-        >>> main(["sweep"])  # doctest: +SKIP
+        >>> main(["no-such-command"])  # usage goes to stderr
         2
     """
     parser = _parser()

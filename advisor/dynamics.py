@@ -70,6 +70,10 @@ class Regime(str, Enum):
     OSCILLATORY = "oscillatory"
     DIVERGENT = "divergent"
 
+    def __str__(self) -> str:
+        # numpy compares object arrays through str(); the plain value keeps `arr == Regime.X` working
+        return self.value
+
 
 _REGIMES = np.array(list(Regime), dtype=object)
 
@@ -562,7 +566,8 @@ class TrajectoryFit:
         the mean): every value whose best fit, over the rates and the linear parameters, stays
         within the Student-t threshold of the best fit; it reduces to the exact t interval for
         a linear model and keeps the skewed uncertainty of a rate seen over a short prefix.
-        It is the union over the candidate models within 6 AICc units of the best.
+        It is the union over the selected model and the candidates within 6 AICc units of the
+        best (two_timescale only when selected).
 
         Args:
             steps: Steps to predict at, shape (m,).
@@ -589,7 +594,11 @@ class TrajectoryFit:
         low, high = np.full(t_new.size, np.inf), np.full(t_new.size, -np.inf)
         t, y, pinned = self._data
         for m, (theta, cov) in self._solutions.items():
-            if self.candidates[m] - best <= _BAND_AICC:
+            # two_timescale is pooled only when selected: on shorter curves its rates are
+            # barely identified and its band would swamp the others
+            pooled = m == self.model or (m != "two_timescale" and
+                                          self.candidates[m] - best <= _BAND_AICC)
+            if pooled:
                 lo_m, hi_m = _prediction_band(m, t, y, pinned, theta, cov, t_new, q, n_samples,
                                               rng, self._inflate)
                 low, high = np.minimum(low, lo_m), np.maximum(high, hi_m)

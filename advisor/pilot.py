@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PilotResult", "PilotRun", "RewardFunctionError", "make_objective", "run_pilot"]
 
-Purpose = Literal["scan", "stiffness", "batch"]
+Purpose = Literal["scan", "stiffness", "batch", "refresh"]
 _MIN_HORIZON = 20  # steps: the instability rule needs a 30-step window to be meaningful
 # Fields forced on every pilot run so that it measures what it claims (trl-optuna-notes §3).
 _FORCED = dict(lr_scheduler_type="constant", warmup_steps=0, warmup_ratio=0.0, logging_steps=1,
@@ -82,7 +82,8 @@ class PilotRun:
 
     Attributes:
         name: File stem under ``output_dir/runs``.
-        purpose: ``"scan"`` (edge), ``"stiffness"`` or ``"batch"`` (second batch point).
+        purpose: ``"scan"`` (edge), ``"stiffness"``, ``"batch"`` or ``"refresh"`` (second
+            points in samples per step or refresh interval).
         learning_rate: Constant learning rate.
         seed: Trainer seed.
         samples_per_step: Completions per optimizer step.
@@ -96,6 +97,7 @@ class PilotRun:
         seconds_per_step: Median wall time of an optimizer step (generation included).
         seconds_per_generation: Mean wall time of one generation + scoring call.
         rewards: Mean reward per optimizer step, carried forward over steps without one.
+        refresh_interval: K_ref of the run (optimizer steps per generation; 1 = on-policy).
 
     Example:
         >>> run = PilotRun(name="r", purpose="scan", learning_rate=1e-3, seed=0,
@@ -122,6 +124,7 @@ class PilotRun:
     seconds_per_step: float | None
     seconds_per_generation: float | None
     rewards: tuple[float, ...]
+    refresh_interval: int = 1
 
     @property
     def rose(self) -> bool:
@@ -325,12 +328,12 @@ def _optimizer_of(args: Any) -> tuple[str, float]:
 # one run
 # ------------------------------------------------------------------------------------------
 def _pilot_config(args: Any, *, learning_rate: float, steps: int, seed: int, output_dir: Path,
-                  batch_factor: int = 1) -> Any:
+                  batch_factor: int = 1, refresh: int = 1) -> Any:
     import torch
 
     changes = dict(_FORCED, learning_rate=learning_rate, max_steps=steps, seed=seed,
                    output_dir=str(output_dir),
-                   steps_per_generation=args.gradient_accumulation_steps,
+                   steps_per_generation=args.gradient_accumulation_steps * refresh,
                    per_device_train_batch_size=args.per_device_train_batch_size * batch_factor)
     if not torch.cuda.is_available():
         changes.update(use_cpu=True, bf16=False, fp16=False)
@@ -401,7 +404,7 @@ def _train_once(spec: dict[str, Any], ctx: dict[str, Any]) -> tuple[PilotRun, li
 
     cfg = _pilot_config(ctx["args"], learning_rate=spec["learning_rate"], steps=spec["steps"],
                         seed=spec["seed"], output_dir=ctx["output_dir"] / "trainer",
-                        batch_factor=spec["batch_factor"])
+                        batch_factor=spec["batch_factor"], refresh=spec.get("refresh", 1))
     rec = _Recorder(ctx["start_reward"], stop_on_collapse=spec["purpose"] != "stiffness")
     gen_times: list[float] = []
     threads = torch.get_num_threads()
@@ -443,7 +446,7 @@ def _train_once(spec: dict[str, Any], ctx: dict[str, Any]) -> tuple[PilotRun, li
         reason=label.reason, unstable_step=label.step, error=error, seconds=seconds,
         seconds_per_step=statistics.median(times) if times else None,
         seconds_per_generation=statistics.fmean(gen_times) if gen_times else None,
-        rewards=tuple(_carried_rewards(rows)))
+        rewards=tuple(_carried_rewards(rows)), refresh_interval=spec.get("refresh", 1))
     return run, rows
 
 
@@ -482,10 +485,11 @@ class _Scan:
         self.force = False
         self.bar = _progress_bar(budget) if progress else None
 
-    def run(self, purpose: Purpose, lr: float, seed: int, steps: int, batch_factor: int = 1
-            ) -> PilotRun:
+    def run(self, purpose: Purpose, lr: float, seed: int, steps: int, batch_factor: int = 1,
+            refresh: int = 1) -> PilotRun:
         per_step = self.ctx["samples_per_step"] * batch_factor
         name = f"{purpose}-lr{lr:.6g}-s{seed}-b{per_step}-h{steps}"
+        name += f"-k{refresh}" if refresh > 1 else ""
         folder = self.ctx["output_dir"] / "runs"
         if name in self.histories:  # already run in this pilot (a confirmation level)
             return next(r for r in self.runs if r.name == name)
@@ -497,7 +501,7 @@ class _Scan:
             if not self.force and self.cost + steps > self.limit:
                 raise _BudgetExhausted
             spec = dict(name=name, purpose=purpose, learning_rate=lr, seed=seed, steps=steps,
-                        batch_factor=batch_factor, samples_per_step=per_step)
+                        batch_factor=batch_factor, refresh=refresh, samples_per_step=per_step)
             run, rows = _train_once(spec, self.ctx)
             folder.mkdir(parents=True, exist_ok=True)
             _write_histories(folder / f"{name}.csv", {name: rows})
@@ -515,11 +519,11 @@ class _Scan:
             self.bar(run, self.cost)
         return run
 
-    def level(self, purpose: Purpose, lr: float, steps: int, batch_factor: int = 1, *,
-              seeds: Sequence[int]) -> bool:
+    def level(self, purpose: Purpose, lr: float, steps: int, batch_factor: int = 1,
+              refresh: int = 1, *, seeds: Sequence[int]) -> bool:
         """Seeds at one lr; stops at the first unstable seed. True if all stable."""
         for seed in seeds:
-            if self.run(purpose, lr, seed, steps, batch_factor).unstable:
+            if self.run(purpose, lr, seed, steps, batch_factor, refresh).unstable:
                 return False
         return True
 
@@ -544,7 +548,7 @@ def _progress_bar(total: int) -> Callable[[PilotRun, int], None]:
 
 
 def _bracket(scan: _Scan, purpose: Purpose, start_lr: float, ratio: float, n_levels: int,
-             n_refine: int, steps: tuple[int, int], batch_factor: int = 1
+             n_refine: int, steps: tuple[int, int], batch_factor: int = 1, refresh: int = 1
              ) -> tuple[float, float, bool]:
     """Bracket the edge in lr: ladder, bisection, then confirmation with every seed.
 
@@ -557,7 +561,7 @@ def _bracket(scan: _Scan, purpose: Purpose, start_lr: float, ratio: float, n_lev
     first = scan.ctx["seeds"][:1]
 
     def level(lr: float, seeds: Sequence[int] = first, n: int = steps[0]) -> bool:
-        return scan.level(purpose, lr, n, batch_factor, seeds=seeds)
+        return scan.level(purpose, lr, n, batch_factor, refresh, seeds=seeds)
 
     lo = hi = math.nan
     if level(start_lr):
@@ -648,6 +652,7 @@ def run_pilot(
     n_levels: int = 6,
     n_refine: int = 2,
     batch_factor: int | None = None,
+    refresh_interval: int | None = None,
     n_threads: int | None = 1,
     progress: bool = True,
 ) -> PilotResult:
@@ -676,6 +681,9 @@ def run_pilot(
         n_refine: Bisections of the bracket (each halves its log width).
         batch_factor: If set (integer >= 2), a second scan at ``batch_factor`` x the
             completions per step measures the batch exponent of the edge.
+        refresh_interval: If set (integer >= 2), a second scan with
+            ``steps_per_generation = refresh_interval x gradient_accumulation_steps`` measures
+            the refresh exponent of the edge.
         n_threads: torch threads inside runs (1 is fastest for tiny models; None: unchanged).
         progress: Show a progress bar on stderr.
 
@@ -750,10 +758,13 @@ def run_pilot(
     stiff, used = _estimate(scan.runs, optimizer, momentum)
     edge = _edge(scan, stiff.stiffness, lo, hi, hi_full, optimizer, momentum, samples_per_step,
                  horizon)
-    if batch_factor is not None:
-        edge = _batch_point(scan, edge, stiff.stiffness, lo, hi, check_int(
-            "batch_factor", batch_factor, low=2), ratio, n_refine, (short, horizon), optimizer,
-            momentum)
+    second = {"batch": (check_int("batch_factor", batch_factor, low=2), 1)
+              if batch_factor is not None else None,
+              "refresh": (1, check_int("refresh_interval", refresh_interval, low=2))
+              if refresh_interval is not None else None}
+    scan.limit = budget
+    edge = _second_points(scan, edge, stiff.stiffness, lo, hi, second, ratio, n_refine,
+                          (short, horizon), optimizer, momentum)
     return _result(scan, stiff, edge, (lo, _point(lo, hi, hi_full), hi), optimizer, momentum,
                    args, planned, horizon, budget)
 
@@ -798,22 +809,29 @@ def _edge(scan: _Scan, k: float, lo: float, hi: float, hi_full: bool, optimizer:
                         n_runs=sum(r.purpose == purpose for r in scan.runs))
 
 
-def _batch_point(scan: _Scan, edge: EdgeEstimate, k: float, lo: float, hi: float, factor: int,
-                 ratio: float, n_refine: int, steps: tuple[int, int], optimizer: str,
-                 momentum: float) -> EdgeEstimate:
-    """Second scan at ``factor`` x the batch; combine the two edges into the batch exponent."""
+def _second_points(scan: _Scan, edge: EdgeEstimate, k: float, lo: float, hi: float,
+                   points: Mapping[str, tuple[int, int] | None], ratio: float, n_refine: int,
+                   steps: tuple[int, int], optimizer: str, momentum: float) -> EdgeEstimate:
+    """Scans at another batch or refresh interval; combine the edges into the exponents."""
     from advisor.stability import EdgeEstimate
 
-    try:
-        lo2, hi2, full2 = _bracket(scan, "batch", math.sqrt(lo * hi) * factor ** 0.5, ratio, 4,
-                                   n_refine, steps, batch_factor=factor)
-    except _BudgetExhausted:
-        warnings_warn("the budget ran out before the second batch point; the batch exponent "
-                      "keeps its conservative default.")
-        return edge
-    second = _edge(scan, k, lo2, hi2, full2, optimizer, momentum, edge.samples_per_step * factor,
-                   steps[1], purpose="batch")
-    return EdgeEstimate.combine([edge, second])
+    edges = [edge]
+    for purpose, cond in points.items():
+        if cond is None:
+            continue
+        factor, refresh = cond
+        try:  # start above the expected edge: batch exponent <= 1, refresh exponent ~0
+            lo2, hi2, full2 = _bracket(scan, purpose, math.sqrt(lo * hi) * factor, ratio, 4,
+                                       n_refine, steps, batch_factor=factor, refresh=refresh)
+        except _BudgetExhausted:
+            warnings_warn(f"the budget ran out before the second {purpose} point; its exponent "
+                          "keeps the conservative default.")
+            continue
+        edges.append(dataclasses.replace(
+            _edge(scan, k, lo2, hi2, full2, optimizer, momentum,
+                  edge.samples_per_step * factor, steps[1], purpose=purpose),
+            refresh_interval=float(refresh)))
+    return edge if len(edges) == 1 else EdgeEstimate.combine(edges)
 
 
 def _result(scan: _Scan, stiff: Any, edge: EdgeEstimate, edge_lr: tuple[float, float, float],

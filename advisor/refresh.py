@@ -11,11 +11,15 @@ optimizer step the wall time is
 
 with ``t_train`` the optimizer step without generation, ``g_0`` the fixed cost of one generate
 call and ``g_1`` the cost of one step's completions (from the pilot's timing). The reward
-approaches its plateau with the time constant tau (optimizer steps) of the stability model at
-the given learning rate, momentum and refresh interval, so the wall time to 90% of the rise is
-``ln(10) * tau * t(s, n)``. Among the candidates that the model calls stable (calibrated edge)
-and well damped (theory damping ratio), the fastest wins, unless it beats on-policy training
-(``s = n = 1``) by less than ``min_gain``: then the answer is on-policy, said with the numbers.
+approaches its plateau with a time constant tau (optimizer steps), so the wall time to 90% of
+the rise is ``ln(10) * tau * t(s, n)``. tau is the stability model's at each refresh interval
+when the pilot measured the split K = K_c + K_o (the lag effect on the rate is then known, as in
+the bandit); otherwise the on-policy tau is used for every setting (no lag effect was measured;
+on real TRL runs the trajectory barely depends on steps_per_generation, real-trl-findings.md
+section 4). Among the candidates that the model calls stable (calibrated edge) with
+probability >= ``min_probability`` and well damped (theory damping ratio), the fastest wins,
+unless it beats on-policy training (``s = n = 1``) by less than ``min_gain``: then the answer
+is on-policy, said with the numbers.
 
 Without a measured ``g_0`` the model takes it as 0: batching generation then saves nothing, the
 honest answer on a tiny CPU model where generation cost grows with the batch.
@@ -183,12 +187,13 @@ class RefreshRecommendation:
 
     def explain(self) -> str:
         """Reasoning, the candidate table, and the paste-ready config."""
-        head = f"{'spg':>4} {'n_it':>4} {'K_ref':>5} {'stable':>6} {'zeta':>6} {'tau':>8} " \
-               f"{'s/step':>8} {'s to 90%':>9}"
+        head = (f"{'spg':>4} {'n_it':>4} {'K_ref':>5} {'stable':>6} {'P':>5} {'zeta':>6} "
+                f"{'tau used':>8} {'s/step':>8} {'s to 90%':>9}  excluded because")
         rows = [f"{c['steps_per_generation']:>4} {c['num_iterations']:>4} "
-                f"{c['refresh_interval']:>5} {str(c['stable']):>6} {c['damping_ratio']:>6.3g} "
-                f"{c['time_constant']:>8.3g} {c['step_seconds']:>8.3g} "
-                f"{c['seconds_to_90']:>9.3g}" for c in self.candidates]
+                f"{c['refresh_interval']:>5} {str(c['stable']):>6} "
+                f"{c['probability_stable']:>5.2f} {c['damping_ratio']:>6.3g} "
+                f"{c['tau_used']:>8.3g} {c['step_seconds']:>8.3g} "
+                f"{c['seconds_to_90']:>9.3g}  {c['why']}" for c in self.candidates]
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.grpo_kwargs().items())
         return "\n".join([*self.reasoning, "", head, *rows, "", f"GRPOConfig({kwargs})"])
 
@@ -215,6 +220,7 @@ def recommend_refresh(
     num_iterations: Sequence[int] = (1,),
     min_damping_ratio: float = 0.7,
     min_gain: float = 0.1,
+    min_probability: float = 0.8,
     params: dict[str, Any] | None = None,
 ) -> RefreshRecommendation:
     """Recommend ``steps_per_generation`` and ``num_iterations`` for the most reward per second.
@@ -235,6 +241,7 @@ def recommend_refresh(
             (0.7: at most a few percent overshoot).
         min_gain: A setting must beat on-policy training by this fraction of wall time to be
             recommended (the pilot's timings are medians of noisy steps).
+        min_probability: Keep only settings predicted stable with at least this probability.
         params: Other knobs (GRPOConfig names) for the stability check, e.g. the batch size.
 
     Returns:
@@ -269,10 +276,16 @@ def recommend_refresh(
     if model.optimizer != "sgd" and mu != 0.0:
         raise ValueError(f"`momentum` must be 0 for an {model.optimizer} model, got {mu!r}. "
                          "adam_beta1 is not heavy-ball momentum.")
+    check_interval("min_probability", min_probability, low=0.0, high=1.0)
     rel = _relative_error(model)
-    cands = [_candidate(model, timing, lr, mu, s, n, rel, dict(params or {}), min_damping_ratio)
+    floors = (min_damping_ratio, min_probability)
+    cands = [_candidate(model, timing, lr, mu, s, n, dict(params or {}), floors)
              for n in sorted({check_int("num_iterations", v, low=1) for v in num_iterations})
              for s in range(1, max_refresh // n + 1)]
+    lag_known = getattr(model.estimate, "stiffness_current", None) is not None
+    for c in cands:  # without a measured split, tau is the on-policy (measured) one
+        c["tau_used"] = c["time_constant"] if lag_known else cands[0]["time_constant"]
+        c["seconds_to_90"] = _LN10 * c["tau_used"] * c["step_seconds"]
     base = cands[0]
     if not base["ok"]:
         raise AdvisorError(
@@ -292,7 +305,7 @@ def recommend_refresh(
         speedup=base["seconds_to_90"] / chosen["seconds_to_90"],
         candidates=tuple({k: v for k, v in c.items() if k != "ok"} for c in cands),
         reasoning=_reasoning(timing, base, best, chosen, gain, min_gain, rel, len(ok),
-                             len(cands)),
+                             cands, lag_known),
         timing=timing)
 
 
@@ -303,43 +316,55 @@ def _relative_error(model: Any) -> float:
 
 
 def _candidate(model: Any, timing: RefreshTiming, lr: float, mu: float, s: int, n: int,
-               rel: float, params: dict[str, Any], zeta_min: float) -> dict[str, Any]:
+               params: dict[str, Any], floors: tuple[float, float]) -> dict[str, Any]:
     knobs = {**params, "learning_rate": lr, "steps_per_generation": s, "num_iterations": n,
              "gradient_accumulation_steps": 1}
     if model.optimizer == "sgd":
         knobs["momentum"] = mu
     v = model.assess(knobs)
-    step_s = timing.step_seconds(steps_per_generation=s, num_iterations=n)
-    tau = float(v.time_constant)
+    zeta_min, p_min = floors
     why = "" if v.stable else f"beyond the {v.layer} edge (lr max {v.max_learning_rate:.3g})"
-    if v.stable and not v.damping_ratio >= zeta_min:
+    if not why and not v.probability >= p_min:
+        why = f"P(stable) {v.probability:.2f} < {p_min:g}"
+    if not why and not v.damping_ratio >= zeta_min:
         why = f"damping ratio {v.damping_ratio:.2g} < {zeta_min:g}"
     return {"steps_per_generation": s, "num_iterations": n, "refresh_interval": s * n,
             "stable": bool(v.stable), "probability_stable": float(v.probability),
-            "damping_ratio": float(v.damping_ratio), "time_constant": tau,
-            "step_seconds": step_s, "seconds_to_90": _LN10 * tau * step_s, "ok": not why,
-            "why": why}
+            "damping_ratio": float(v.damping_ratio), "time_constant": float(v.time_constant),
+            "step_seconds": timing.step_seconds(steps_per_generation=s, num_iterations=n),
+            "ok": not why, "why": why}
 
 
 def _reasoning(timing: RefreshTiming, base: dict[str, Any], best: dict[str, Any],
                chosen: dict[str, Any], gain: float, min_gain: float, rel: float, n_ok: int,
-               n_all: int) -> tuple[str, ...]:
+               all_cands: list[dict[str, Any]], lag_known: bool) -> tuple[str, ...]:
     share = timing.seconds_per_generation / timing.seconds_per_step
     g0 = timing.generation_overhead
+    faster = [c for c in all_cands if not c["ok"]
+              and c["seconds_to_90"] < base["seconds_to_90"] * (1.0 - min_gain)]
     lines = [
         f"Timing: {timing.seconds_per_step:.3g} s per on-policy step, of which generation "
         f"{timing.seconds_per_generation:.3g} s ({share:.0%}); fixed cost per generate call "
-        + (f"{g0:.3g} s (measured at two batch sizes)." if g0 is not None else
-           "not measured, taken as 0 (so steps_per_generation saves no time; only "
-           "num_iterations reuse does)."),
-        f"{n_ok} of {n_all} refresh settings are predicted stable and well damped; the reward "
-        f"time constant at this learning rate is {base['time_constant']:.3g} steps on-policy "
-        f"(+-{_Z90 * rel:.0%} at 90% from the stiffness error, the same factor for every "
-        "setting, so the ranking rests on the timing).",
+        + (f"{g0:.3g} s." if g0 is not None else
+           "not measured, taken as 0, so steps_per_generation saves no time (measure it: "
+           "time one generate call at steps_per_generation=4 and pass "
+           "--generation-overhead)."),
+        f"{n_ok} of {len(all_cands)} refresh settings are predicted stable (calibrated edge) "
+        f"with P >= the floor and well "
+        f"damped (theory); the reward time constant at this learning rate is "
+        f"{base['time_constant']:.3g} steps on-policy (+-{_Z90 * rel:.0%} at 90% from the "
+        "measured stiffness error, the same factor for every setting). "
+        + ("The measured split K_c/K_o gives each refresh interval its own time constant "
+           "(theory)." if lag_known else "No lag effect on the rate was measured, so every "
+           "setting uses the on-policy time constant and the ranking rests on the timing."),
         f"On-policy (steps_per_generation=1, num_iterations=1): {base['step_seconds']:.3g} s "
         f"per step, {base['seconds_to_90']:.3g} s to 90% of the rise.",
     ]
-    if best is base:
+    if best is base and faster:
+        lines.append(f"{len(faster)} faster settings were excluded ({faster[0]['why']} at "
+                     f"steps_per_generation={faster[0]['steps_per_generation']}), so the answer "
+                     "is 1; a pilot that narrows the edge (more seeds) may admit them.")
+    elif best is base:
         lines.append("No longer refresh interval is faster: generation does not pay to "
                      "amortise here, so the answer is 1.")
     elif chosen is base:

@@ -827,7 +827,8 @@ def _plot_stability_map(rep: FeasibilityReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     n = max(1, len(rep.panels))
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.4), sharey=True, squeeze=False)
+    # at least 9.5 in wide, so a one-panel map still fits a four-column legend
+    fig, axes = plt.subplots(1, n, figsize=(max(4.6 * n, 9.5), 4.6), sharey=True, squeeze=False)
     for ax, panel in zip(axes[0], rep.panels, strict=True):
         k = np.asarray(panel.refresh_interval, float)
 

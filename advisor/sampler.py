@@ -388,6 +388,8 @@ class StableRegionSampler(BaseSampler):
         grid = np.geomspace(lo, hi, n)
         out = self._query(knobs, np.concatenate([grid / s, grid]), details=True)
         top = float(out["max_learning_rate"][0])
+        if not (math.isfinite(top) and top > 0):  # min() below would silently drop a NaN
+            raise ValueError(f"the model's max_learning_rate is {top!r}")
         prob = np.asarray(out["probability"][:n], dtype=float)
         zeta = np.asarray(out["damping_ratio"][n:], dtype=float)
         upper = min(hi, s * top * math.exp(-self._margin))
@@ -601,7 +603,7 @@ def _floor(grid: np.ndarray, tau: np.ndarray, tau_max: float, upper: float) -> f
     """Smallest stable lr (<= upper) whose time constant is <= tau_max (log interpolation).
 
     tau falls with lr and rises again near the edge, so only the stable part is scanned; if no
-    stable rate is fast enough the fastest stable one, ``upper``, is returned.
+    stable rate is fast enough (e.g. heavy momentum: tau >= 2 / (1 - mu)), there is no floor.
     """
     keep = grid <= upper
     g = grid[keep]
@@ -609,7 +611,7 @@ def _floor(grid: np.ndarray, tau: np.ndarray, tau_max: float, upper: float) -> f
         slow = np.log(tau[keep]) - math.log(tau_max)
     fast = np.flatnonzero(slow <= 0)
     if fast.size == 0:
-        return max(upper, float(grid[0]))
+        return float(grid[0])
     i = int(fast[0])
     if i == 0 or not np.isfinite(slow[i - 1]):
         return float(g[i])

@@ -17,9 +17,13 @@ Sliding lag ``e_old = e_{k-d}``: stable iff every root of
 ``z^{d+1} - (1+mu-eta K_c) z^d + mu z^{d-1} + eta K_o`` lies inside the unit circle.
 Piecewise refresh every K_ref steps (GRPO): stable iff the Floquet monodromy ``S^{K_ref} R`` has
 spectral radius < 1, with ``S = [[1+mu-eta K_c, -mu, -eta K_o], [1,0,0], [0,0,1]]`` and ``R``
-copying e_k into e_old. The on-policy bound ``eta K < 2(1+mu)`` always applies. Where the linear
-test is known to over-predict (importance-ratio surrogate, piecewise refresh, mu >= 0.5: 1.4-2.4x,
-bandit-findings.md section 9), the known bandit problem is simulated, or a safety factor applied.
+copying e_k into e_old. The on-policy bound ``eta K < 2(1+mu)`` always applies; with a training
+horizon, oscillating modes must also settle within it. Where the linear test is known to
+over-predict (importance-ratio surrogate, piecewise refresh: 1.4-2.4x at mu >= 0.5,
+bandit-findings.md section 9) a known bandit is simulated, otherwise a safety factor applies.
+With more than one mode (bandits with > 2 arms) a single (K, K_c) cannot be exact: the pilot
+measures the slowest excited mode, the stiffest sets the edge (off 0.25-70x in the benchmark), so a
+known bandit is then simulated over the whole settling range.
 
 **Calibration layer.** A measured edge x*_0 (pilot lr scan) transfers as
 ``x*(B, K_ref, n_it) = x*_0 (B/B_0)^a (K_ref/K_ref0)^b n_it^(-1/3)``; the verdict is the tighter
@@ -46,7 +50,8 @@ from advisor.dynamics import Regime
 from advisor.exceptions import AdvisorWarning
 
 
-__all__ = ["EdgeEstimate", "StabilityModel", "Verdict", "critical_rate", "closed_form_rate"]
+__all__ = ["EdgeEstimate", "StabilityModel", "Verdict", "critical_rate", "closed_form_rate",
+           "settling_radius"]
 
 FloatArray = npt.NDArray[np.float64]
 Scheme = Literal["piecewise", "sliding"]
@@ -160,17 +165,6 @@ def _sliding_roots_batch(
         osc = (np.abs(roots.imag) > 1e-9 * np.maximum(mod, 1e-300)) | (roots.real < 0)
         rho_osc[idx] = np.where(osc, mod, 0.0).max(1)
     return dom.reshape(shape), rho.reshape(shape), rho_osc.reshape(shape)
-
-
-def _per_step_multiplier(
-    a: FloatArray, mu: FloatArray, rc: FloatArray, lag: npt.NDArray[np.int64], scheme: str
-) -> npt.NDArray[np.complex128]:
-    """Dominant per-step multiplier z (|z| < 1 stable); piecewise: lambda^(1/K_ref)."""
-    if scheme == "piecewise":
-        lam = _piecewise_multiplier(a, mu, rc, lag)
-        with np.errstate(all="ignore"):
-            return np.where(np.isfinite(lam), lam ** (1.0 / lag), np.inf + 0j)
-    return _sliding_roots_batch(a, mu, rc, lag)[0]
 
 
 def _radii(a: Any, mu: Any, rc: Any, lag: Any, scheme: str) -> tuple[FloatArray, FloatArray]:
@@ -471,6 +465,68 @@ class EdgeEstimate:
         return np.exp(log_rate), sigma
 
     @classmethod
+    def from_scan(
+        cls,
+        learning_rates: Any,
+        unstable: Any,
+        *,
+        stiffness: float,
+        momentum: float = 0.0,
+        samples_per_step: float,
+        refresh_interval: float = 1.0,
+        num_iterations: int = 1,
+        horizon_steps: int,
+        optimizer: Literal["sgd", "adamw"],
+    ) -> EdgeEstimate:
+        """Edge from a learning-rate scan (several seeds per rate allowed).
+
+        A rate counts as unstable when at least half of its runs were; ``high`` is the first such
+        rate, ``low`` the rate below it, and the point estimate their geometric mean, all in
+        units ``x = eta K / (1 - mu)`` (``mu = 0`` for AdamW).
+
+        Args:
+            learning_rates: Learning rate of each run, shape ``(n,)``.
+            unstable: Whether each run was labelled unstable, shape ``(n,)``.
+            stiffness: K of the model that will use the edge.
+            momentum: Heavy-ball mu of the scan.
+            samples_per_step, refresh_interval, num_iterations, horizon_steps, optimizer:
+                The scan's conditions (see the class attributes).
+
+        Raises:
+            ValueError: The scan has no unstable rate, or its lowest rate is already unstable.
+
+        Example:
+            >>> edge = EdgeEstimate.from_scan([0.01, 0.014, 0.02, 0.02, 0.03],
+            ...                               [False, False, True, False, True], stiffness=1.0,
+            ...                               samples_per_step=128, horizon_steps=150,
+            ...                               optimizer="sgd")
+            >>> edge.low, edge.high, round(edge.rate, 4)
+            (0.014, 0.02, 0.0167)
+        """
+        lr = np.asarray(learning_rates, float)
+        bad = np.asarray(unstable, bool)
+        if lr.ndim != 1 or lr.shape != bad.shape or lr.size < 2:
+            raise ValueError("`learning_rates` and `unstable` must be 1-D of one length >= 2, "
+                             f"got shapes {lr.shape} and {bad.shape}.")
+        k = check_interval("stiffness", stiffness, low=0.0, low_closed=False)
+        mu = check_interval("momentum", momentum, low=0.0, high=1.0, high_closed=False)
+        rates = np.unique(lr)
+        frac = np.array([bad[lr == r].mean() for r in rates])
+        if not (frac >= 0.5).any():
+            raise ValueError("`unstable` must mark at least one rate unstable, got none. Extend "
+                             f"the scan above {rates[-1]:g}.")
+        first = int(np.argmax(frac >= 0.5))
+        if first == 0:
+            raise ValueError(f"`learning_rates` must start below the edge, got the lowest rate "
+                             f"{rates[0]:g} already unstable. Extend the scan downward.")
+        scale = k / (1.0 - mu)
+        low, high = rates[first - 1] * scale, rates[first] * scale
+        return cls(rate=math.sqrt(low * high), low=low, high=high,
+                   samples_per_step=samples_per_step, refresh_interval=refresh_interval,
+                   num_iterations=num_iterations, horizon_steps=horizon_steps,
+                   optimizer=optimizer, n_runs=int(lr.size))
+
+    @classmethod
     def combine(cls, edges: Any) -> EdgeEstimate:
         """Measure the transfer exponents from edges scanned at several conditions.
 
@@ -589,13 +645,15 @@ class StabilityModel:
 
     * **theory**: the exact discrete linear test with the measured split (K_c, K_o) plus the
       on-policy bound ``eta K < 2(1 + mu)``; in the regime where it is known to over-predict
-      (importance-ratio or logprob surrogate, piecewise refresh, K_ref > 1, mu >= 0.5) the bandit
-      ``problem`` is simulated when given, else the bound is divided by ``safety``;
+      (importance-ratio or logprob surrogate, piecewise refresh, K_ref > 1) the bandit
+      ``problem`` is simulated when given (every mu), else the bound is divided by ``safety``
+      at mu >= 0.5; a known bandit with more than 2 arms is always simulated (multi-mode);
     * **calibration**: a measured `EdgeEstimate` moved to the requested batch, refresh interval,
       reuse and heavy-ball momentum by its transfer law (absent without ``edge``).
 
     For real LMs the calibration layer decides (the measured edge is 10-50x below the theory
-    bound, real-trl-findings.md section 4); for the bandit the theory layer is exact.
+    bound, real-trl-findings.md section 4). On 2-arm bandits the linear test alone is within 5%
+    outside the nonlinear regime (``benchmarks/prediction_accuracy.py``).
 
     Args:
         estimate: A `advisor.stiffness.StiffnessEstimate` (read: ``stiffness``,
@@ -800,8 +858,9 @@ class StabilityModel:
         return np.array([self._sim_cache[k] for k in keys])
 
     def _theory(self, mu: FloatArray, lag: Any, scheme: str, exact: bool,
-                linear_only: bool = False) -> tuple[FloatArray, FloatArray, str]:
-        """Theory bound, its log-sigma, and a note on how the nonlinear regime was handled."""
+                linear_only: bool = False
+                ) -> tuple[FloatArray, FloatArray, str, npt.NDArray[np.bool_]]:
+        """Theory bound, its log-sigma, a note, and where a check (not the linear test) set it."""
         eta = self._linear_rate(mu, lag, scheme, exact)
         sigma = np.full(mu.shape, math.hypot(self._se / self._k, _THEORY_SIGMA))
         flag = self._in_nonlinear_regime(mu, lag, scheme)
@@ -809,13 +868,14 @@ class StabilityModel:
             flag = np.ones(mu.shape, bool)
         note = "exact linear test"
         if linear_only or not flag.any():
-            return eta, sigma, note
-        few = exact or len(np.unique(np.column_stack([mu[flag], lag[flag]]), axis=0)) <= 256
-        if self.problem is not None and few:
+            return eta, sigma, note, np.zeros(mu.shape, bool)
+        few = self.problem is not None and (exact or len(np.unique(
+            np.column_stack([mu[flag], lag[flag]]), axis=0)) <= 256)
+        if few:
             sim = self._simulated_rate(mu[flag], lag[flag], scheme, eta[flag], self._multi_mode)
             eta[flag] = sim if self._multi_mode else np.minimum(eta[flag], sim)
             what = "multi-mode problem" if self._multi_mode else "nonlinear regime"
-            return eta, sigma, f"exact linear test + simulated bandit ({what})"
+            return eta, sigma, f"exact linear test + simulated bandit ({what})", flag
         if self.problem is not None:
             warnings.warn("Too many distinct (momentum, refresh) pairs to simulate the bandit; "
                           f"the nonlinear check falls back to the safety factor {self._safety:g}"
@@ -824,7 +884,8 @@ class StabilityModel:
             flag = flag & (mu >= 0.5) & (np.asarray(lag) > 1) & (scheme == "piecewise")
         eta[flag] /= self._safety
         sigma[flag] = np.hypot(sigma[flag], _SAFETY_SIGMA)
-        return eta, sigma, f"exact linear test / safety {self._safety:g} (nonlinear regime)"
+        note = f"exact linear test / safety {self._safety:g} (nonlinear regime)"
+        return eta, sigma, note, flag
 
     # -- calibration layer -------------------------------------------------------------------
     def _calibrated(self, mu: FloatArray, lag: Any, samples: Any, n_it: Any
@@ -854,15 +915,18 @@ class StabilityModel:
         if method == "closed_form":
             eta_t = np.asarray(closed_form_rate(mu, lag), float) / self._k
             return dict(eta_t=eta_t, sig_t=np.full(mu.shape, _THEORY_SIGMA), eta_c=inf,
-                        sig_c=np.ones(mu.shape), note="the paper's closed form eta K K_ref < 1-mu")
+                        sig_c=np.ones(mu.shape), checked=np.ones(mu.shape, bool),
+                        note="the paper's closed form eta K K_ref < 1-mu")
         if method == "calibrated" and self.edge is None:
             raise ValueError("`method` must not be 'calibrated' without an edge, got "
                              "'calibrated'. Pass edge=EdgeEstimate(...) from a pilot scan.")
-        eta_t, sig_t, note = (inf, np.ones(mu.shape), "") if method == "calibrated" else \
+        eta_t, sig_t, note, checked = (inf, np.ones(mu.shape), "", np.ones(mu.shape, bool)) \
+            if method == "calibrated" else \
             self._theory(mu, lag, scheme, exact, linear_only=method == "exact")
         eta_c, sig_c = (inf, np.ones(mu.shape)) if method in ("theory", "exact") else \
             self._calibrated(mu, lag, samples, n_it)
-        return dict(eta_t=eta_t, sig_t=sig_t, eta_c=eta_c, sig_c=sig_c, note=note)
+        return dict(eta_t=eta_t, sig_t=sig_t, eta_c=eta_c, sig_c=sig_c, note=note,
+                    checked=checked)
 
     def max_learning_rate(
         self,
@@ -914,6 +978,63 @@ class StabilityModel:
         b = self._bounds(mu, lag_int, samples, n_it, refresh_scheme, method, exact=True)
         return np.minimum(b["eta_t"], b["eta_c"]).reshape(shape)
 
+    def is_stable(
+        self,
+        learning_rate: Any,
+        *,
+        momentum: Any = 0.0,
+        refresh_interval: Any = 1,
+        refresh_scheme: Scheme = "piecewise",
+        optimizer: Literal["sgd", "adamw"] | None = None,
+        samples_per_step: Any = None,
+        num_iterations: Any = 1,
+        method: Method = "auto",
+    ) -> npt.NDArray[np.bool_]:
+        """Set-valued stability test at given learning rates (vectorised).
+
+        Unlike ``learning_rate < max_learning_rate(...)`` this evaluates the exact linear test
+        at each learning rate, so stable islands above the first edge (parametric resonance of
+        lagged heavy ball) count as stable. Where a check sets the theory bound (simulation,
+        safety factor) and for the calibration layer the bound is a threshold. `assess` stays
+        conservative and calls islands unstable: they are fragile.
+
+        Args:
+            learning_rate: eta > 0, broadcast with the conditions.
+            momentum, refresh_interval, refresh_scheme, optimizer, samples_per_step,
+                num_iterations, method: As in `max_learning_rate`.
+
+        Returns:
+            Boolean array of the broadcast shape.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> est = SimpleNamespace(stiffness=0.5, stiffness_current=0.0,
+            ...                       stiffness_sampler=0.5, std_error=0.0)
+            >>> StabilityModel(est).is_stable([0.9, 1.1], refresh_interval=4).tolist()
+            [True, False]
+        """
+        check_options("refresh_scheme", refresh_scheme, ("piecewise", "sliding"))
+        check_options("method", method, ("auto", "theory", "exact", "closed_form", "calibrated"))
+        self._check_optimizer(optimizer)
+        lr, mu, lag, samples, n_it = np.broadcast_arrays(
+            np.asarray(learning_rate, float), np.asarray(momentum, float),
+            np.asarray(refresh_interval, float),
+            np.asarray(np.nan if samples_per_step is None else samples_per_step, float),
+            np.asarray(num_iterations, float))
+        shape = lr.shape
+        lr, mu, lag, samples, n_it = (np.ascontiguousarray(v).ravel()
+                                      for v in (lr, mu, lag, samples, n_it))
+        if not np.all(np.isfinite(lr) & (lr > 0)):
+            raise ValueError(f"`learning_rate` must be finite and > 0, got {learning_rate!r}.")
+        _check_conditions(mu, lag, refresh_scheme, self.optimizer)
+        lag_int = _integer_lag(lag)
+        b = self._bounds(mu, lag_int, None if samples_per_step is None else samples,
+                         n_it, refresh_scheme, method, exact=True)
+        rho_max = 1.0 if self._horizon is None else settling_radius(self._horizon)
+        linear = _is_stable(lr * self._k, mu, self._rc, lag_int, refresh_scheme, rho_max)
+        theory = np.where(b["checked"], lr < b["eta_t"], linear)
+        return np.asarray(theory & (lr < b["eta_c"])).reshape(shape)
+
     def _evaluate(self, lr: FloatArray, mu: FloatArray, lag: Any, samples: Any, n_it: Any,
                   exact: bool) -> dict[str, Any]:
         b = self._bounds(mu, lag, samples, n_it, "piecewise", "auto", exact)
@@ -921,7 +1042,7 @@ class StabilityModel:
         with np.errstate(divide="ignore"):
             m_t, m_c = np.log(b["eta_t"] / lr), np.log(b["eta_c"] / lr)
         prob = ndtr(m_t / b["sig_t"]) * np.where(np.isfinite(m_c), ndtr(m_c / b["sig_c"]), 1.0)
-        layer = np.where(b["eta_c"] < b["eta_t"], "calibration", "theory")
+        layer = np.array(["theory", "calibration"])[(b["eta_c"] < b["eta_t"]).view(np.int8)]
         return dict(stable=eta_max > lr, margin=np.log(eta_max / lr), probability=prob,
                     max_learning_rate=eta_max, layer=layer, note=b["note"], eta_t=b["eta_t"],
                     eta_c=b["eta_c"])

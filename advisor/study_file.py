@@ -656,7 +656,9 @@ def _bandit_model(study_or_problem: Any, curves: Sequence[Mapping[str, Any]]) ->
     from advisor.stiffness import estimate_stiffness
 
     est = estimate_stiffness([PilotCurve(**c) for c in curves])
-    return StabilityModel(est, problem=study_or_problem)
+    # 1500 simulated steps per nonlinear check (default 4000): a run just above the edge of
+    # these problems diverges within a few hundred steps, and the check runs per trial
+    return StabilityModel(est, problem=study_or_problem, simulation_steps=1500)
 
 
 def _trl_inputs(study: StudyFile) -> dict[str, Any]:
@@ -853,7 +855,7 @@ def make_bandit_objective(study: StudyFile) -> Any:
 
     problem = bandit_problem(study)
     steps = study.budget.steps
-    stride = max(1, steps // 50)
+    stride = max(1, steps // 25)  # ~25 reports: enough for the pruner's fit, few DB writes
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, study.search_space)
@@ -1027,14 +1029,37 @@ def _run_workers(study: StudyFile, storage: str | None, total: int, n_workers: i
     procs = [ctx.Process(target=_worker, args=(str(study.path), storage, n, guided, 1000 + i,
                                                False))
              for i, n in enumerate(shares) if n > 0]
+    before = _n_finished(study, storage)
     for p in procs:
         p.start()
+    if progress:
+        _poll_progress(study, storage, total, procs, before)
     for p in procs:
         p.join()
     bad = [p.exitcode for p in procs if p.exitcode != 0]
     if bad:
         raise StudyFileError(f"{len(bad)} of {len(procs)} sweep workers failed (exit codes "
                              f"{bad}); rerun with --n-workers 1 --debug to see the error.")
+
+
+def _n_finished(study: StudyFile, storage: str | None) -> int:
+    ostudy = load_optuna_study(study, storage=storage, must_exist=False)
+    if ostudy is None:
+        return 0
+    return sum(t.state.is_finished() for t in ostudy.get_trials(deepcopy=False))
+
+
+def _poll_progress(study: StudyFile, storage: str | None, total: int, procs: list[Any],
+                   before: int) -> None:
+    """One progress bar for all workers, read from the shared storage every second."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=f"{len(procs)} workers", unit="trial") as bar:
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            bar.update(min(total, _n_finished(study, storage) - before) - bar.n)
 
 
 def _summarise(study: StudyFile, storage: str | None, ostudy: Any, report_path: Path | None,

@@ -10,6 +10,7 @@ Run: python benchmarks/overhead.py            (writes benchmarks/results/overhea
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import statistics
@@ -32,8 +33,8 @@ from advisor.stability import StabilityModel
 
 @dataclasses.dataclass
 class Args:
-    sizes: tuple[int, ...] = (100, 1_000, 10_000)
-    """numbers of finished trials in the study"""
+    sizes: str = "100,1000,10000"
+    """numbers of finished trials in the study (comma-separated)"""
     n_sampler_trials: int = 15
     """timed trials per size (median reported)"""
     n_tpe_trials: int = 3
@@ -44,6 +45,14 @@ class Args:
     out: str = "benchmarks/results/overhead.md"
 
 
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(Args):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
+                            default=f.default)
+    return Args(**vars(parser.parse_args()))
+
+
 SPACE = {"momentum": FloatDistribution(0.0, 0.9), "steps_per_generation": IntDistribution(1, 8),
          "learning_rate": FloatDistribution(1e-3, 1e2, log=True)}
 
@@ -52,6 +61,23 @@ def make_model() -> StabilityModel:
     k, kc, ko = bandit.jacobian_stiffness(bandit.BanditProblem.reference())
     return StabilityModel(SimpleNamespace(stiffness=k, stiffness_current=kc,
                                           stiffness_sampler=ko, std_error=0.02 * k))
+
+
+class ClosedFormModel:
+    """A free model (eta* = 2 (1 - mu) / K_ref): isolates the wrapper's own cost."""
+
+    def assess_many(self, p: dict, *, details: bool = False) -> dict:
+        lr = np.asarray(p["learning_rate"], dtype=float)
+        mu = np.broadcast_to(np.asarray(p.get("momentum", 0.0), dtype=float), lr.shape)
+        top = 2.0 * (1 - mu) / np.broadcast_to(
+            np.asarray(p.get("steps_per_generation", 1), dtype=float), lr.shape)
+        return {"max_learning_rate": top, "probability": (lr < top).astype(float),
+                "damping_ratio": (1 - mu) / (2 * np.sqrt(lr)), "time_constant": (1 - mu) / lr,
+                "regime": np.full(lr.shape, "monotone", dtype=object)}
+
+    def assess(self, p: dict) -> SimpleNamespace:
+        out = self.assess_many({k: np.atleast_1d(v) for k, v in p.items()})
+        return SimpleNamespace(**{k: v[0] for k, v in out.items()})
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -109,14 +135,14 @@ def time_reports(study: optuna.Study, n_steps: int,
 
 
 if __name__ == "__main__":
-    args = Args()
+    args = parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(args.seed)
     model = make_model()
     rows = []
     # ---------------------------------------------------------------- one study per size
-    for n in args.sizes:
+    for n in (int(x) for x in args.sizes.split(",")):
         trials = finished_trials(n, args.n_steps, rng)
         timing = {}
         for label, make, k in [
@@ -124,6 +150,10 @@ if __name__ == "__main__":
              args.n_sampler_trials),
             ("stable(random)", lambda: StableRegionSampler(
                 model=model, search_space=SPACE, seed=args.seed,
+                base_sampler=optuna.samplers.RandomSampler(seed=args.seed)),
+             args.n_sampler_trials),
+            ("stable(random), free model", lambda: StableRegionSampler(
+                model=ClosedFormModel(), search_space=SPACE, seed=args.seed,
                 base_sampler=optuna.samplers.RandomSampler(seed=args.seed)),
              args.n_sampler_trials),
             ("tpe", lambda: optuna.samplers.TPESampler(seed=args.seed), args.n_tpe_trials),
@@ -150,19 +180,22 @@ if __name__ == "__main__":
         "Medians of thread CPU time in ms (the 2-core box is shared, so CPU time rather than "
         "wall time; InMemory storage; the model is the real "
         "StabilityModel of the reference bandit; `stable(x)` = StableRegionSampler around x).",
-        "Sampler: one ask -> 3 suggests -> tell cycle. Own cost = stable(random) - random.",
+        "Sampler: one ask -> 3 suggests -> tell cycle. Own cost = stable(random) - random; "
+        "'wrapper only' uses a free closed-form model, so the rest of 'own cost' is the "
+        "StabilityModel's one vectorised assess_many call per trial.",
         "Pruner: `should_prune()` per report over a 60-step trial (median, max); default fits "
         "every 5th report after the warm-up, `interval_steps=1` fits at every report, "
         "`percentile=25` scans every completed trial.",
         "",
-        "| finished trials | random | stable(random) | own cost | tpe | stable(tpe) "
-        "| pruner (default) | pruner (fit every report) | pruner (percentile=25) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| finished trials | random | stable(random) | own cost | wrapper only | tpe | "
+        "stable(tpe) | pruner (default) | pruner (fit every report) | pruner (percentile=25) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, t, p5, p1, pq in rows:
         own = t["stable(random)"] - t["random"]
         lines.append(
             f"| {n:,} | {t['random']:.2f} | {t['stable(random)']:.2f} | {own:.2f} | "
+            f"{t['stable(random), free model'] - t['random']:.2f} | "
             f"{t['tpe']:.1f} | {t['stable(tpe)']:.1f} | {p5[0]:.2f} (max {p5[1]:.1f}) | "
             f"{p1[0]:.2f} (max {p1[1]:.1f}) | {pq[0]:.2f} (max {pq[1]:.1f}) |")
     text = "\n".join(lines) + "\n"

@@ -1,11 +1,13 @@
 """Sweep efficiency: four ways to tune GRPO side by side, on bandit instances nobody tuned on.
 
-Each trial trains a fixed number of steps. Its value is how fast it learns (mean logged reward
-over the first ``value_steps``) if it stays stable to the end; a run that collapses or diverges
-(the shared instability rule on the policy's reward, or non-finite values) fails: it is marked
-``advisor:collapsed`` and scores its start reward. The search space is what a user would set
-before knowing anything: learning_rate log-uniform over 5 decades, heavy-ball momentum in
-[0, 0.95], steps_per_generation 1..16, num_generations {2, 4, 8, 16}.
+Each trial trains a fixed number of steps. Its value is how fast it learns (mean reward of the
+current policy over the first ``value_steps``: the bandit's exact, noise-free "eval reward";
+reports are its mean over each ``log_every`` window) if it stays stable to the end; a run that
+collapses or diverges (the shared instability rule on the policy's reward, non-finite values,
+or entropy collapse) fails: it is marked ``advisor:collapsed`` and scores its start reward.
+The search space is what a user would set before knowing anything: learning_rate log-uniform
+over 5 decades, heavy-ball momentum in [0, 0.95], steps_per_generation 1..16, num_generations
+{2, 4, 8, 16}.
 
 Methods: (i) TPE + MedianPruner, (ii) Random + HyperbandPruner, (iii) TPE constrained by the
 paper's closed form eta K K_ref < 1 - mu (K from the pilot, same reparametrisation, no online
@@ -62,18 +64,25 @@ class Args:
     n_steps: int = 300
     """optimizer steps per trial"""
     value_steps: int = 150
-    """the value is the mean logged reward over these first steps"""
+    """the value is the mean reward of the current policy over these first steps"""
     log_every: int = 10
     """TRL-style logging: the reported reward is the mean over each window"""
     lr_low: float = 1e-3
     lr_high: float = 1e2
     budget_trials: float = 10.0
     """fixed budget for 'best at budget', in full trials at G = 8"""
-    pilot_steps: int = 200
-    pilot_generations: int = 8
+    pilot_steps: int = 80
+    tau_fraction: float = 6.0
+    safety_margin: float = 0.1
+    """(iv) log-margin below the predicted edge"""
+    alpha: float = 0.05
+    """(iv-b) chance constraint P(stable) >= 1 - alpha"""
+    """(iv) samples no rate slower than a time constant of value_steps / tau_fraction"""
+    pilot_generations: int = 4
     pilot_ratio: float = 3.0
     """learning-rate ratio between pilot scan levels"""
-    methods: str = "tpe_median,random_hyperband,tpe_closed_form,stable_trajectory"
+    methods: str = ("tpe_median,random_hyperband,tpe_closed_form,stable_trajectory,"
+                    "stable_trajectory_safe")
     out: str = "benchmarks/results/sweep_efficiency.md"
 
 
@@ -83,7 +92,8 @@ SPACE = {
     "num_generations": CategoricalDistribution((2, 4, 8, 16)),
 }
 LABELS = {"tpe_median": "(i) TPE + Median", "random_hyperband": "(ii) Random + Hyperband",
-          "tpe_closed_form": "(iii) TPE + closed form", "stable_trajectory": "(iv) this plugin"}
+          "tpe_closed_form": "(iii) TPE + closed form", "stable_trajectory": "(iv) this plugin",
+          "stable_trajectory_safe": "(iv-b) this plugin, alpha"}
 
 
 def parse_args() -> Args:
@@ -136,17 +146,17 @@ def make_objective(problem: bandit.BanditProblem, args: Args, seed: int) -> Any:
         run = bandit.simulate(problem, learning_rate=lr, momentum=momentum, refresh_interval=spg,
                               num_generations=g, n_steps=args.n_steps,
                               seed=seed * 100_003 + trial.number)
-        used, current = run.reward_used[0], run.reward_current[0]
+        current = run.reward_current[0]
         bad = collapsed(current, bool(run.diverged[0]), run.final_logits[0], h_star[g])
         trial.set_user_attr("bench:collapsed", bad)  # ground truth, recorded even if pruned
         for end in range(args.log_every, args.n_steps + 1, args.log_every):
-            trial.report(float(np.mean(used[end - args.log_every:end])), end - 1)
+            trial.report(float(np.mean(current[end - args.log_every:end])), end - 1)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         if bad:
             trial.set_user_attr("advisor:collapsed", True)
             return p0
-        return float(np.mean(used[: args.value_steps]))
+        return float(np.mean(current[: args.value_steps]))
 
     return objective
 
@@ -215,14 +225,20 @@ def run_pilot(problem: bandit.BanditProblem, args: Args, seed: int) -> Pilot:
 
 
 class BanditKnobs:
-    """One prompt per step: completions per step = G, so the model moves the measured edge to
-    each trial's G by its batch law (per_device_train_batch_size = num_generations)."""
+    """TRL knobs of a bandit trial. One prompt per step: completions per step = G, so the model
+    moves the measured edge to each trial's G by its batch law (per_device_train_batch_size =
+    num_generations). The bandit reuses one group for the K_ref steps of a refresh, which in TRL
+    is ``num_iterations`` (steps_per_generation draws fresh completions each step), so the
+    searched ``steps_per_generation`` reaches the model as num_iterations (same lag K_ref)."""
 
     def __init__(self, model: StabilityModel) -> None:
         self.model, self.estimate = model, model.estimate
 
     def _map(self, p: Any) -> dict[str, Any]:
-        return {**p, "per_device_train_batch_size": p.get("num_generations", 8)}
+        out = {k: v for k, v in p.items() if k != "steps_per_generation"}
+        out["num_iterations"] = p.get("steps_per_generation", 1)
+        out["per_device_train_batch_size"] = p.get("num_generations", 8)
+        return out
 
     def assess(self, p: Any) -> Any:
         return self.model.assess(self._map(p))
@@ -269,9 +285,11 @@ def make_study(method: str, args: Args, pilot: Pilot, seed: int) -> optuna.Study
         sampler = StableRegionSampler(model=ClosedForm(pilot.stiffness), search_space=space,
                                       seed=seed, safety_margin=0.0, online_update=False)
         pruner = median
-    elif method == "stable_trajectory" and pilot.model is not None:
+    elif method.startswith("stable_trajectory") and pilot.model is not None:
         sampler = StableRegionSampler(model=pilot.model, search_space=space, seed=seed,
-                                      max_time_constant=args.value_steps / 3)
+                                      max_time_constant=args.value_steps / args.tau_fraction,
+                                      safety_margin=args.safety_margin,
+                                      alpha=args.alpha if method.endswith("_safe") else None)
         pruner = TrajectoryPruner(n_warmup_steps=50, n_steps=args.value_steps,
                                   statistic="mean")
     else:  # the pilot failed: the method degrades to plain TPE + Median (still pays the pilot)
@@ -324,6 +342,11 @@ def q(x: np.ndarray, p: float) -> float:
     return float(np.quantile(x, p, method="inverted_cdf"))
 
 
+def _ratio(r: np.ndarray) -> float:
+    r = r[np.isfinite(r)]
+    return float(np.median(r)) if r.size else math.nan
+
+
 def fmt_k(x: float) -> str:
     return "not reached" if not math.isfinite(x) else f"{x / 1000:.1f}k"
 
@@ -348,7 +371,7 @@ if __name__ == "__main__":
         for m in methods:
             study = make_study(m, args, pilot, seed)
             study.optimize(make_objective(problem, args, seed), n_trials=args.n_trials)
-            pays = m in ("tpe_closed_form", "stable_trajectory")
+            pays = m in ("tpe_closed_form", "stable_trajectory", "stable_trajectory_safe")
             results[m].append({"trials": trial_records(study, args),
                                "pilot_cost": pilot.cost if pays else 0.0})
         print(f"instance {i}: arms={problem.n_arms} beta={problem.beta} "
@@ -357,13 +380,13 @@ if __name__ == "__main__":
 
     # ---------------------------------------------------------------- table
     summary = summarise(results, p0s, args)
-    baselines = [m for m in methods if m != "stable_trajectory"]
+    baselines = [m for m in methods if not m.startswith("stable_trajectory")]
     lines = [
         "# Sweep efficiency on the exact GRPO bandit",
         "",
         f"`python benchmarks/sweep_efficiency.py` ({args.n_instances} instances from seed "
         f"{args.instance_seed}, {args.n_trials} trials per study, {args.n_steps} steps per "
-        f"trial, value = mean logged reward over the first {args.value_steps} steps; "
+        f"trial, value = mean current-policy reward over the first {args.value_steps} steps; "
         f"wall time {time.time() - t_start:.0f} s).",
         "",
         "Compute = optimizer steps x completions per step (G), including the pilot for (iii) "
@@ -394,10 +417,12 @@ if __name__ == "__main__":
         ours = q(summary["stable_trajectory"]["to90"], 0.5)
         best_base = min(q(summary[m]["to90"], 0.5) for m in baselines)
         ratio = best_base / ours if math.isfinite(ours) and ours > 0 else math.nan
-        per = [summary[m]["to90"] / summary["stable_trajectory"]["to90"] for m in baselines]
-        lines += ["", f"Median compute to 90%: best baseline / this plugin = **{ratio:.2f}x** "
-                  "(target >= 2x). Per-instance ratio vs each baseline (median): " + ", ".join(
-                      f"{LABELS[m]} {np.median(r):.2f}x" for m, r in
+        with np.errstate(invalid="ignore"):
+            per = [summary[m]["to90"] / summary["stable_trajectory"]["to90"] for m in baselines]
+        lines += ["", f"Median compute to 90%: best baseline / (iv) = **{ratio:.2f}x** "
+                  "(target >= 2x). Per-instance ratio of each baseline to (iv), median over "
+                  "instances reached by both: " + ", ".join(
+                      f"{LABELS[m]} {_ratio(r):.2f}x" for m, r in
                       zip(baselines, per, strict=True)) + "."]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]

@@ -21,7 +21,7 @@ high = 10.0
 log = true
 [search_space.momentum]
 low = 0.0
-high = 0.9
+high = 0.4
 [search_space.steps_per_generation]
 type = "int"
 low = 1
@@ -167,3 +167,54 @@ def test_console_script_entry_point_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "advisor", "--version"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("grpo-advisor ")
+
+
+def _collapse_log(path: Path) -> Path:
+    """A logged run that rises, then collapses after a grad-norm spike and an entropy jump."""
+    rows = []
+    for step in range(1, 101):
+        reward = 0.3 + 0.6 * (1 - 0.95**step) if step < 70 else 0.03
+        rows.append({"step": step, "reward": reward, "loss": 0.01,
+                     "entropy": 0.4 if step < 70 else 1.3,
+                     "grad_norm": 30.0 if step == 69 else 0.4,
+                     "frac_reward_zero_std": 0.2, "kl": 0.05})
+    path.write_text(json.dumps({"log_history": rows}))
+    return path
+
+
+def test_diagnose_prints_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _collapse_log(tmp_path / "trainer_state.json")
+    assert main(["diagnose", str(log), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["findings"], data
+    assert main(["diagnose", str(log), "--strict"]) == 1  # a failure mode was found
+    assert "recommendation" in capsys.readouterr().out
+
+
+def test_diagnose_unreadable_file_exits_1(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagnose", str(tmp_path / "missing.json")]) == 1
+    _one_error_line(capsys, "must be an existing log file")
+
+
+def test_sweep_with_two_workers_shares_one_storage(
+        bandit_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pilot", str(bandit_study), "--quiet"]) == 0
+    assert main(["sweep", str(bandit_study), "--n-workers", "2", "--n-trials", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 finished trials" in out
+    import optuna
+
+    trials = optuna.load_study(study_name="b", storage=f"sqlite:///{bandit_study.parent}/b.db"
+                               ).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # none lost or duplicated
+
+
+def test_report_from_a_given_stiffness_is_theory_only(
+        bandit_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.warns(UserWarning, match="no current/sampler split"):
+        assert main(["report", str(bandit_study), "--stiffness", "0.5", "--format",
+                     "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["edge"] is None and data["stiffness"]["stiffness"] == 0.5
+    assert data["warnings"][0]["basis"] == "theory"

@@ -46,12 +46,14 @@ def _fake_train(spec, ctx):
     rng = np.random.default_rng(spec["seed"] + int(spec["learning_rate"] * 1e7))
     t = np.arange(spec["steps"])
     lr = spec["learning_rate"]
-    if lr <= EDGE_LR:
+    # the edge grows as (batch)^0.5 and shrinks as (refresh interval)^-0.25
+    edge = EDGE_LR * (spec["samples_per_step"] / 64) ** 0.5 * spec.get("refresh", 1) ** -0.25
+    if lr <= edge:
         mean = PSTAR - (PSTAR - P0) * (1 - lr * K_TRUE) ** t
     else:
         mean = np.maximum(P0 - 0.02 * t, 0.0)
     rewards = np.clip(mean + 0.01 * rng.standard_normal(t.size), 0, 1)
-    stop = spec["steps"] if lr <= EDGE_LR or spec["purpose"] == "stiffness" else 35
+    stop = spec["steps"] if lr <= edge or spec["purpose"] == "stiffness" else 35
     rows = [{"step": i + 1, "reward": float(r), "loss": 0.0, "grad_norm": 1.0,
              "entropy": 0.5} for i, r in enumerate(rewards[:stop])]
     label = pilot.label_run(rows, start_reward=ctx["start_reward"])
@@ -60,7 +62,8 @@ def _fake_train(spec, ctx):
                    target_steps=spec["steps"], steps_done=stop, unstable=label.unstable,
                    reason=label.reason, unstable_step=label.step, error=None, seconds=0.01,
                    seconds_per_step=0.001, seconds_per_generation=0.0005,
-                   rewards=tuple(float(r) for r in rewards[:stop]))
+                   rewards=tuple(float(r) for r in rewards[:stop]),
+                   refresh_interval=spec.get("refresh", 1))
     return run, rows
 
 
@@ -163,6 +166,18 @@ def test_save_load_roundtrip(tmp_path, fake_trainer):
     name = res.runs[0].name
     assert back.history(name)["reward"].tolist() == pytest.approx(
         [row["reward"] for row in res.histories[name]])
+
+
+def test_second_points_measure_the_exponents(tmp_path, fake_trainer):
+    res = _run(tmp_path, planned_steps=60, budget_steps=5000, horizon_steps=60, scan_steps=40,
+               n_refine=4, batch_factor=4, refresh_interval=4)
+    # 4 bisections of a x4 ladder: each edge within x1.09, so each exponent within
+    # log(1.09^2)/log(4) = 0.12 of the truth (0.5 and -0.25 in the fake)
+    assert res.edge.batch_exponent == pytest.approx(0.5, abs=0.12)
+    assert res.edge.refresh_exponent == pytest.approx(-0.25, abs=0.12)
+    assert {r.purpose for r in res.runs} == {"scan", "stiffness", "batch", "refresh"}
+    assert {r.samples_per_step for r in res.runs if r.purpose == "batch"} == {256}
+    assert {r.refresh_interval for r in res.runs if r.purpose == "refresh"} == {4}
 
 
 def test_carried_rewards():

@@ -7,6 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
+from advisor.dynamics import fit_trajectory
 from advisor.exceptions import AdvisorWarning
 from advisor.instability import first_unstable_step
 from advisor.pruner import TrajectoryPruner
@@ -44,63 +45,107 @@ def run(pruner: TrajectoryPruner, refs: list[list[float]], new: list[float],
 
 
 NEVER = [False] * 31
-AT_10 = [False] * 10 + [True] * 21  # once pruned, the rule keeps saying so
 
 
-def every_fifth(first: int, n: int = 31) -> list[bool]:
-    return [s >= first and (s - first) % 5 == 0 for s in range(n)]
+def oracle(new: list[float], reference: float, *, warmup: int = 10, every: int = 5,
+           horizon: int = 60, statistic: str = "final", maximize: bool = True) -> list[bool]:
+    """The trajectory rule computed directly with fit_trajectory + predict (reports each step)."""
+    out = []
+    for s in range(len(new)):
+        if s < warmup or (s - warmup) % every or s >= horizon:
+            out.append(False)
+            continue
+        fit = fit_trajectory(np.array(new[: s + 1]), steps=np.arange(s + 1.0),
+                             models=("exponential",))
+        n_future = horizon - s
+        points = (np.array([float(horizon)]) if statistic == "final"
+                  else np.linspace(s + 1, horizon, min(16, n_future)))
+        _, low, high = fit.predict(points, interval=0.9, n_samples=500)
+        band = high if maximize else low
+        best = (float(band[-1]) if statistic == "final" else
+                (sum(new[: s + 1]) + float(band.mean()) * n_future) / (s + 1 + n_future))
+        out.append(best < reference - 1e-9 if maximize else best > reference + 1e-9)
+    return out
 
 
-@pytest.mark.parametrize(("new", "expected"), [
-    # plateau 0.5 < 0.898: the band at step 60 clears 0.898 once 2 time constants are seen
-    (curve(0.2, 0.5, 0.1, 31), every_fifth(20)),
-    (curve(0.2, 0.95, 0.05, 31), NEVER),  # slower but higher: its band reaches above
-    (REF[:31], NEVER),  # the best trial itself is never pruned (a tie)
-    (curve(0.2, 0.9, 0.02, 31), every_fifth(15)),  # same plateau, 5x slower: 0.69 at step 60
+def final_of(c: list[float]) -> float:
+    return c[-1]
+
+
+@pytest.mark.parametrize("new", [
+    curve(0.2, 0.5, 0.1, 31),  # plateau 0.5 < 0.898
+    curve(0.2, 0.95, 0.05, 31),  # slower but higher
+    REF[:31],  # the best trial itself
+    curve(0.2, 0.9, 0.02, 31),  # same plateau, 5x slower: 0.69 at step 60
 ])
-def test_trajectory_rule_exact_sequence(new: list[float], expected: list[bool]) -> None:
+def test_trajectory_rule_matches_oracle(new: list[float]) -> None:
     out, _ = run(TrajectoryPruner(n_warmup_steps=10), [REF], new)
-    assert out == expected
+    assert out == oracle(new, final_of(REF))
+
+
+def test_trajectory_rule_clear_cases() -> None:
+    # band-independent facts: the best trial and a better one are never pruned; a curve
+    # heading to 0.5 is pruned once its plateau is identified (by 3 time constants)
+    assert run(TrajectoryPruner(n_warmup_steps=10), [REF], REF[:31])[0] == NEVER
+    assert run(TrajectoryPruner(n_warmup_steps=10), [REF], curve(0.2, 0.95, 0.05, 31))[0] == NEVER
+    slow, attrs = run(TrajectoryPruner(n_warmup_steps=10), [REF], curve(0.2, 0.5, 0.1, 31))
+    assert slow[30] and not any(slow[:10])
+    assert attrs["advisor:prune_reason"] == "trajectory"
+    assert attrs["advisor:predicted_best_case"] < attrs["advisor:reference"]
 
 
 def test_minimize_direction_mirrors() -> None:
     loss_ref = [1.0 - r for r in REF]
-    out, attrs = run(TrajectoryPruner(n_warmup_steps=10), [loss_ref],
-                     [1.0 - r for r in curve(0.2, 0.5, 0.1, 31)], direction="minimize")
-    assert out == every_fifth(20)
-    assert attrs["advisor:prune_reason"] == "trajectory"
+    new = [1.0 - r for r in curve(0.2, 0.5, 0.1, 31)]
+    out, attrs = run(TrajectoryPruner(n_warmup_steps=10), [loss_ref], new, direction="minimize")
+    assert out == oracle(new, loss_ref[-1], maximize=False)
+    assert out[30]
     assert attrs["advisor:predicted_best_case"] > attrs["advisor:reference"]
 
 
-def test_interval_steps_and_warmup() -> None:
+def test_interval_counts_reports_not_steps() -> None:
     new = curve(0.2, 0.5, 0.1, 26)
     every, _ = run(TrajectoryPruner(n_warmup_steps=12, interval_steps=1), [REF], new)
-    assert every == [False] * 20 + [True] * 6  # fits at every step from 12, prunes from 20
+    assert every == oracle(new, final_of(REF), warmup=12, every=1)
     fifth, _ = run(TrajectoryPruner(n_warmup_steps=12), [REF], new)
-    assert fifth == [s == 22 for s in range(26)]  # fits at 12, 17, 22 only
+    assert fifth == oracle(new, final_of(REF), warmup=12, every=5)
+    assert not any(fifth[s] for s in range(26) if s not in (12, 17, 22))
+    # sparse reports (every 10 steps, at 9, 19, ...): fits at every 5th report after warm-up
+    study = optuna.create_study(direction="maximize",
+                                pruner=TrajectoryPruner(n_warmup_steps=10, interval_steps=2))
+    study.add_trial(optuna.create_trial(value=0.9, intermediate_values={
+        s: v for s, v in enumerate(curve(0.2, 0.9, 0.01, 600))}))
+    trial = study.ask()
+    pruned = []
+    for k, s in enumerate(range(9, 300, 10)):
+        trial.report(0.3 - 0.1 * math.exp(-0.05 * s) + 0.005 * math.cos(7 * k), s)
+        pruned.append(trial.should_prune())
+    # steps 19, 39, 59, ... are the 1st, 3rd, 5th reports after the warm-up: the only fits
+    assert any(pruned)
+    assert all(k % 2 == 1 for k, p in enumerate(pruned) if p)
 
 
-@pytest.mark.parametrize(("percentile", "plateau", "expected"), [
-    (50.0, 0.65, every_fifth(30)),  # median of finals 0.4/0.6/0.8/0.9 is about 0.7
-    (50.0, 0.78, NEVER),
-    (None, 0.78, every_fifth(25)),  # the best (0.9) is the reference
-])
-def test_percentile_reference(percentile: float | None, plateau: float,
-                              expected: list[bool]) -> None:
+@pytest.mark.parametrize(("percentile", "plateau"), [(50.0, 0.65), (50.0, 0.78), (None, 0.78)])
+def test_percentile_reference(percentile: float | None, plateau: float) -> None:
     refs = [curve(0.2, p, 0.2, 61) for p in (0.4, 0.6, 0.8, 0.9)]
-    out, _ = run(TrajectoryPruner(n_warmup_steps=10, percentile=percentile), refs,
-                 curve(0.2, plateau, 0.1, 31))
-    assert out == expected
+    finals = sorted(r[-1] for r in refs)
+    reference = float(np.percentile(finals, 50.0)) if percentile else finals[-1]
+    new = curve(0.2, plateau, 0.1, 31)
+    out, _ = run(TrajectoryPruner(n_warmup_steps=10, percentile=percentile), refs, new)
+    assert out == oracle(new, reference)
+    if percentile is not None and plateau > 0.75:
+        assert out == NEVER  # above the median (about 0.7) for good
 
 
 def test_mean_statistic_prunes_slow_learners() -> None:
-    # equal plateau but 2x slower: the final reward at 60 ties (0.86 +- band), the mean cannot
+    # equal plateau but 2x slower: the final reward at 60 ties, the mean over 60 steps cannot
     slow = curve(0.2, 0.9, 0.05, 31)
     final, _ = run(TrajectoryPruner(n_warmup_steps=10, n_steps=60), [REF], slow)
     mean, attrs = run(TrajectoryPruner(n_warmup_steps=10, n_steps=60, statistic="mean"),
                       [REF], slow)
-    assert final == NEVER
-    assert mean == every_fifth(25)
+    assert final == oracle(slow, final_of(REF)) == NEVER
+    assert mean == oracle(slow, float(np.mean(REF)), statistic="mean")
+    assert mean[30]
     assert attrs["advisor:reference"] == pytest.approx(float(np.mean(REF)), rel=1e-12)
 
 
@@ -162,7 +207,7 @@ def test_decision_has_no_hidden_memory() -> None:
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.create_trial(value=REF[-1], intermediate_values=dict(enumerate(REF))))
     trial = study.ask()
-    for step, v in enumerate(curve(0.2, 0.5, 0.1, 21)):  # pruned at step 20 (table above)
+    for step, v in enumerate(curve(0.2, 0.5, 0.1, 31)):  # pruned at step 30 (see above)
         trial.report(v, step)
     frozen = study._storage.get_trial(trial._trial_id)
     a, b = TrajectoryPruner(n_warmup_steps=10), TrajectoryPruner(n_warmup_steps=10)

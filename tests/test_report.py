@@ -285,3 +285,16 @@ def test_overhead_is_solved_from_two_batch_sizes() -> None:
                             samples_per_step=64, runs=[run(64, 0.08), run(256, 0.23)])
     t = RefreshTiming.from_pilot(pilot)
     assert t.generation_overhead == pytest.approx(0.03)
+
+
+def test_without_a_measured_split_every_setting_uses_the_on_policy_tau() -> None:
+    est = SimpleNamespace(stiffness=1.0, stiffness_current=None, stiffness_sampler=None,
+                          std_error=0.02, plateau=0.9)
+    with pytest.warns(AdvisorWarning, match="no current/sampler split"):
+        model = StabilityModel(est)
+    timing = RefreshTiming(seconds_per_step=0.1, seconds_per_generation=0.04)
+    rec = recommend_refresh(model, learning_rate=0.02, timing=timing, max_refresh=4)
+    taus = {c["tau_used"] for c in rec.candidates}
+    assert len(taus) == 1  # the theory's pure-delay lag effect is not used for the ranking
+    assert rec.steps_per_generation == 1 and "No lag effect on the rate was measured" in \
+        rec.explain()

@@ -208,6 +208,23 @@ def test_damping_floor_known_value() -> None:
         assert t.user_attrs["advisor:damping_ratio"] >= 1.0 - 0.01
 
 
+def test_time_constant_floor_known_value() -> None:
+    # stand-in tau = (1 - mu) / (10 eta): tau <= 20  <=>  eta >= (1 - mu) / 200
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                                  safety_margin=0.0, max_time_constant=20.0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    for t in study.trials:
+        lower = (1 - t.params["momentum"]) / 200.0
+        upper = top_of(t.params)
+        u = t.user_attrs[FRACTION_KEY]
+        if lower < upper:  # tau is a power law in eta: the log interpolation is exact
+            expected = lower * (upper / lower) ** u
+        else:  # nothing stable is fast enough: no floor
+            expected = 1e-6 * (upper / 1e-6) ** u
+        assert t.params["learning_rate"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_infeasible_knobs_are_repaired_not_rejected() -> None:
     # lr >= 1e-3 needs (1 - mu) / sqrt(spg) >= 0.02 e^{0.1}: mu = 0.95, spg = 16 cannot
     space = {**SPACE, "learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
@@ -353,6 +370,7 @@ def test_enqueued_trial_gets_its_prediction_recorded() -> None:
     ({"alpha": 1.5}, ValueError, "`alpha` must be"),
     ({"min_damping_ratio": -1.0}, ValueError, "`min_damping_ratio` must be"),
     ({"n_candidates": 0}, ValueError, "`n_candidates` must be an integer >= 1"),
+    ({"max_time_constant": 0.0}, ValueError, r"`max_time_constant` must be a finite number"),
     ({"search_space": {"momentum": FloatDistribution(0, 0.9)}}, ValueError,
      "`search_space` must contain 'learning_rate'"),
     ({"search_space": {**SPACE, "learning_rat": FloatDistribution(0, 1)}}, ValueError,
@@ -439,3 +457,33 @@ def test_examples_run(script: str, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("cmd", [
+    ["benchmarks/overhead.py", "--sizes", "20", "--n-sampler-trials", "2", "--n-tpe-trials", "1",
+     "--n-steps", "20"],
+    ["benchmarks/sweep_efficiency.py", "--n-instances", "1", "--n-trials", "3",
+     "--n-steps", "60", "--value-steps", "30", "--pilot-steps", "40"],
+])
+def test_benchmarks_smoke(cmd: list[str], tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "table.md"
+    run = subprocess.run([sys.executable, str(root / cmd[0]), *cmd[1:], "--out", str(out)],
+                         cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.read_text().count("|") > 20
+
+
+class NanEdge(EdgeModel):
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        out = super().assess_many(p, details=details)
+        out["max_learning_rate"] = np.full(np.shape(out["max_learning_rate"]), np.nan)
+        return out
+
+
+def test_nan_edge_warns_instead_of_silently_unconstraining() -> None:
+    study = optuna.create_study(sampler=StableRegionSampler(model=NanEdge(), search_space=SPACE))
+    with pytest.warns(AdvisorWarning, match="max_learning_rate is nan"):
+        study.optimize(objective, n_trials=1)
+    assert "advisor:in_region" not in study.trials[0].user_attrs
