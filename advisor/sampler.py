@@ -174,6 +174,9 @@ class StableRegionSampler(BaseSampler):
         max_time_constant: Skip learning rates too small to matter: the lowest sampled rate is
             the one whose predicted time constant is this many optimizer steps (None: the
             declared lower bound). Never raises the rate above the stable cap.
+        edge_bias: During the base sampler's start-up (it proposes nothing), draw the stability
+            coordinate from Beta(edge_bias, 1) instead of uniform: the fastest stable rates sit
+            just below the edge. 1 = uniform.
         n_candidates: Size of the vectorised draw used to repair unstable knob combinations.
 
     Example:
@@ -210,6 +213,7 @@ class StableRegionSampler(BaseSampler):
         alpha: float | None = None,
         online_update: bool = True,
         max_time_constant: float | None = None,
+        edge_bias: float = 1.0,
         n_candidates: int = 128,
     ) -> None:
         if not callable(getattr(model, "assess", None)):
@@ -229,6 +233,7 @@ class StableRegionSampler(BaseSampler):
             hint="It is the allowed probability of instability, e.g. 0.05."))
         self._online = bool(online_update)
         self._n_candidates = check_int("n_candidates", n_candidates, low=1)
+        self._edge_bias = check_interval("edge_bias", edge_bias, low=1.0)
         self._tau_max = (None if max_time_constant is None else check_interval(
             "max_time_constant", max_time_constant, low=0.0, low_closed=False,
             hint="It is in optimizer steps, e.g. a third of the run."))
@@ -296,6 +301,7 @@ class StableRegionSampler(BaseSampler):
         params = dict(self._base.sample_relative(view, trial, base_space))
         # start-up phase: the base returned nothing; fill with its own independent draws (what
         # Optuna would do at suggest time), so the map below sees every knob
+        startup = FRACTION_KEY not in params
         for name, dist in base_space.items():
             if name not in params:
                 params[name] = self._base.sample_independent(view, trial, name, dist)
@@ -303,6 +309,8 @@ class StableRegionSampler(BaseSampler):
             return params
         assert isinstance(lr_dist, FloatDistribution)
         u = float(params.pop(FRACTION_KEY))
+        if startup and self._edge_bias > 1.0:  # Beta(a, 1) by inversion of the base's draw
+            u = u ** (1.0 / self._edge_bias)
         try:
             params = self._place(study, trial, params, search_space, lr_dist, u)
         except Exception as exc:  # never raise over one trial's data

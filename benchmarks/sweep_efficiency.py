@@ -76,6 +76,8 @@ class Args:
     safety_margin: float = 0.1
     """(iv) log-margin below the predicted edge"""
     alpha: float = 0.05
+    edge_bias: float = 3.0
+    """(iv) start-up draws of the stability coordinate from Beta(edge_bias, 1)"""
     """(iv-b) chance constraint P(stable) >= 1 - alpha"""
     """(iv) samples no rate slower than a time constant of value_steps / tau_fraction"""
     pilot_generations: int = 4
@@ -289,6 +291,7 @@ def make_study(method: str, args: Args, pilot: Pilot, seed: int) -> optuna.Study
         sampler = StableRegionSampler(model=pilot.model, search_space=space, seed=seed,
                                       max_time_constant=args.value_steps / args.tau_fraction,
                                       safety_margin=args.safety_margin,
+                                      edge_bias=args.edge_bias,
                                       alpha=args.alpha if method.endswith("_safe") else None)
         pruner = TrajectoryPruner(n_warmup_steps=50, n_steps=args.value_steps,
                                   statistic="mean")
