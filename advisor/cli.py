@@ -39,7 +39,7 @@ def _load(path: str) -> Any:
 # commands
 # ------------------------------------------------------------------------------------------
 def _cmd_pilot(args: argparse.Namespace) -> int:
-    from advisor.study_file import run_study_pilot
+    from advisor.workflow import run_study_pilot
 
     study = _load(args.study)
     t0 = time.perf_counter()
@@ -50,8 +50,8 @@ def _cmd_pilot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from advisor.study_file import load_optuna_study
-    from advisor.study_file import load_study_pilot
+    from advisor.workflow import load_optuna_study
+    from advisor.workflow import load_study_pilot
 
     study = _load(args.study)
     optuna_study = load_optuna_study(study, storage=args.storage, must_exist=False)
@@ -79,7 +79,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_recommend_refresh(args: argparse.Namespace) -> int:
     from advisor.refresh import RefreshTiming
     from advisor.refresh import recommend_refresh
-    from advisor.study_file import load_pilot
+    from advisor.workflow import load_pilot
 
     pilot = load_pilot(args.pilot)
     timing = None
@@ -102,7 +102,7 @@ def _cmd_recommend_refresh(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from advisor.study_file import run_study_sweep
+    from advisor.workflow import run_study_sweep
 
     study = _load(args.study)
     summary = run_study_sweep(study, storage=args.storage, n_trials=args.n_trials,
@@ -117,7 +117,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     model = None
     if args.pilot:
-        from advisor.study_file import load_pilot
+        from advisor.workflow import load_pilot
 
         model = load_pilot(args.pilot).model()
     report = diagnose(args.logfile, model=model, eval_metric=args.eval_metric,
@@ -131,7 +131,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from advisor.study_file import run_demo
+    from advisor.workflow import run_demo
 
     t0 = time.perf_counter()
     summary = run_demo(Path(args.output), objective=args.objective, n_trials=args.n_trials,
@@ -214,7 +214,7 @@ def _add_diagnose(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", default="grpo-advisor-demo",
+    p.add_argument("--output", default="studies/demo",
                    help="working folder for the study, pilot and report")
     p.add_argument("--objective", choices=("tiny", "bandit"), default="tiny",
                    help="tiny: real TRL GRPO on the built-in task (CPU); bandit: the exact "

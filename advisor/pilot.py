@@ -589,7 +589,7 @@ def _bracket(scan: _Scan, purpose: Purpose, start_lr: float, ratio: float, n_lev
             mid = math.sqrt(lo * hi)
             lo, hi = (mid, hi) if level(mid) else (lo, mid)
     except _BudgetExhausted:
-        warnings_warn("the budget ran out while refining the edge bracket; it is wider than "
+        _warn("the budget ran out while refining the edge bracket; it is wider than "
                       "asked (raise `budget_steps` for a sharper edge).")
     scan.force = True  # the confirmation runs even past the budget: it guards the verdict
     step = math.sqrt(hi / lo)
@@ -603,7 +603,7 @@ def _bracket(scan: _Scan, purpose: Purpose, start_lr: float, ratio: float, n_lev
                        "dominated by seed noise. Raise the batch size or use more seeds.")
 
 
-def warnings_warn(message: str) -> None:
+def _warn(message: str) -> None:
     import warnings
 
     warnings.warn(message, AdvisorWarning, stacklevel=3)
@@ -729,6 +729,10 @@ def run_pilot(
             f"`budget_steps` must be at least len(seeds) * horizon_steps + 2 * scan_steps = "
             f"{need} for a scan, got {budget}. Raise budget_steps or lower horizon_steps "
             f"(>= {_MIN_HORIZON}).")
+    second = {"batch": (check_int("batch_factor", batch_factor, low=2), 1)
+              if batch_factor is not None else None,
+              "refresh": (1, check_int("refresh_interval", refresh_interval, low=2))
+              if refresh_interval is not None else None}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = dict(args=args, model=_model_source(model, processing_class, out),
@@ -747,6 +751,8 @@ def run_pilot(
             f"`budget_steps` must cover a scan that reaches the edge, got {budget} (spent "
             f"{scan.cost} without bracketing it). Raise budget_steps, lower horizon_steps, or "
             "start closer to the edge with args.learning_rate.") from None
+    scan.limit = budget - 2 * short
+    brackets = _second_points(scan, lo, hi, second, ratio, n_refine, (short, horizon))
     # stiffness: on-policy curves at lo/2 and lo/4, below the saturation that sets in above
     # about half the edge (real-trl-findings.md section 6.5); two rates check linearity. They
     # run even past the budget (at least scan_steps each), and the overrun is reported.
@@ -758,13 +764,14 @@ def run_pilot(
     stiff, used = _estimate(scan.runs, optimizer, momentum)
     edge = _edge(scan, stiff.stiffness, lo, hi, hi_full, optimizer, momentum, samples_per_step,
                  horizon)
-    second = {"batch": (check_int("batch_factor", batch_factor, low=2), 1)
-              if batch_factor is not None else None,
-              "refresh": (1, check_int("refresh_interval", refresh_interval, low=2))
-              if refresh_interval is not None else None}
-    scan.limit = budget
-    edge = _second_points(scan, edge, stiff.stiffness, lo, hi, second, ratio, n_refine,
-                          (short, horizon), optimizer, momentum)
+    if brackets:
+        from advisor.stability import EdgeEstimate
+
+        edge = EdgeEstimate.combine([edge] + [dataclasses.replace(
+            _edge(scan, stiff.stiffness, lo2, hi2, full2, optimizer, momentum,
+                  samples_per_step * factor, horizon, purpose=purpose),
+            refresh_interval=float(refresh))
+            for purpose, (factor, refresh), (lo2, hi2, full2) in brackets])
     return _result(scan, stiff, edge, (lo, _point(lo, hi, hi_full), hi), optimizer, momentum,
                    args, planned, horizon, budget)
 
@@ -809,29 +816,24 @@ def _edge(scan: _Scan, k: float, lo: float, hi: float, hi_full: bool, optimizer:
                         n_runs=sum(r.purpose == purpose for r in scan.runs))
 
 
-def _second_points(scan: _Scan, edge: EdgeEstimate, k: float, lo: float, hi: float,
+def _second_points(scan: _Scan, lo: float, hi: float,
                    points: Mapping[str, tuple[int, int] | None], ratio: float, n_refine: int,
-                   steps: tuple[int, int], optimizer: str, momentum: float) -> EdgeEstimate:
-    """Scans at another batch or refresh interval; combine the edges into the exponents."""
-    from advisor.stability import EdgeEstimate
-
-    edges = [edge]
+                   steps: tuple[int, int]) -> list[tuple[str, tuple[int, int], tuple]]:
+    """Edge brackets (in lr) at another batch or refresh interval, for the exponents."""
+    out: list[tuple[str, tuple[int, int], tuple]] = []
     for purpose, cond in points.items():
         if cond is None:
             continue
         factor, refresh = cond
         try:  # start above the expected edge: batch exponent <= 1, refresh exponent ~0
-            lo2, hi2, full2 = _bracket(scan, purpose, math.sqrt(lo * hi) * factor, ratio, 4,
-                                       n_refine, steps, batch_factor=factor, refresh=refresh)
+            found = _bracket(scan, purpose, math.sqrt(lo * hi) * factor, ratio, 4, n_refine,
+                             steps, batch_factor=factor, refresh=refresh)
         except _BudgetExhausted:
-            warnings_warn(f"the budget ran out before the second {purpose} point; its exponent "
-                          "keeps the conservative default.")
+            _warn(f"the budget ran out before the second {purpose} point; its exponent keeps "
+                  "the conservative default (raise budget_steps).")
             continue
-        edges.append(dataclasses.replace(
-            _edge(scan, k, lo2, hi2, full2, optimizer, momentum,
-                  edge.samples_per_step * factor, steps[1], purpose=purpose),
-            refresh_interval=float(refresh)))
-    return edge if len(edges) == 1 else EdgeEstimate.combine(edges)
+        out.append((purpose, cond, found))
+    return out
 
 
 def _result(scan: _Scan, stiff: Any, edge: EdgeEstimate, edge_lr: tuple[float, float, float],
@@ -847,7 +849,8 @@ def _result(scan: _Scan, stiff: Any, edge: EdgeEstimate, edge_lr: tuple[float, f
     if len(set(stiff.learning_rates)) < 2:
         notes.append("K comes from one learning rate: linearity was not checked")
     if scan.cost > budget:
-        notes.append(f"cost {scan.cost} steps exceeded the budget {budget} (runs are not cut)")
+        notes.append(f"cost {scan.cost} steps exceeded the budget {budget}: the confirmation "
+                     "and stiffness runs are never cut short")
     return PilotResult(
         stiffness=stiff, edge=edge, edge_learning_rate=edge_lr, optimizer=optimizer,
         momentum=momentum, samples_per_step=scan.ctx["samples_per_step"],

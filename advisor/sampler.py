@@ -178,6 +178,15 @@ class StableRegionSampler(BaseSampler):
             coordinate from Beta(edge_bias, 1) instead of uniform: the fastest stable rates sit
             just below the edge. 1 = uniform.
         n_candidates: Size of the vectorised draw used to repair unstable knob combinations.
+        n_guided_trials: The first ``n_guided_trials`` trials (by trial number) skip the base
+            sampler and run the predicted-fastest stable configuration: over a grid of the
+            other knobs (every categorical choice, up to ``_GUIDE_LEVELS`` levels per numeric
+            knob, at most ``_GUIDE_MAX`` combinations) and the learning rates up to each
+            combination's cap (margin, chance constraint, damping floor and online edge
+            factor included), the one with the highest predicted relaxation rate
+            ``1 / time_constant``; guided trial k runs the k-th fastest combination. They are
+            marked ``advisor:guided``. An advisor that knows the edge should not spend its first
+            trials exploring blindly; the base sampler then learns from them. 0 turns it off.
 
     Example:
         >>> import optuna
@@ -215,6 +224,7 @@ class StableRegionSampler(BaseSampler):
         max_time_constant: float | None = None,
         edge_bias: float = 1.0,
         n_candidates: int = 128,
+        n_guided_trials: int = 1,
     ) -> None:
         if not callable(getattr(model, "assess", None)):
             raise TypeError(f"`model` must have an assess(params) method (a StabilityModel), "
@@ -233,6 +243,7 @@ class StableRegionSampler(BaseSampler):
             hint="It is the allowed probability of instability, e.g. 0.05."))
         self._online = bool(online_update)
         self._n_candidates = check_int("n_candidates", n_candidates, low=1)
+        self._n_guided = check_int("n_guided_trials", n_guided_trials, low=0)
         self._edge_bias = check_interval("edge_bias", edge_bias, low=1.0)
         self._tau_max = (None if max_time_constant is None else check_interval(
             "max_time_constant", max_time_constant, low=0.0, low_closed=False,
@@ -309,6 +320,12 @@ class StableRegionSampler(BaseSampler):
             return params
         assert isinstance(lr_dist, FloatDistribution)
         u = float(params.pop(FRACTION_KEY))
+        if trial.number < self._n_guided:
+            try:
+                return self._guide(study, trial, params, search_space, lr_dist)
+            except Exception as exc:  # never raise over one trial's data
+                self._warn(f"could not pick the predicted-fastest configuration for trial "
+                           f"{trial.number} ({exc}); the base sampler's proposal is used.")
         if startup and self._edge_bias > 1.0:  # Beta(a, 1) by inversion of the base's draw
             u = u ** (1.0 / self._edge_bias)
         try:
@@ -340,6 +357,10 @@ class StableRegionSampler(BaseSampler):
                            "move the other knobs too.")
                 upper = param_distribution.low
             lr = _map_fraction(u, param_distribution, upper, table.lower)
+            if trial.number < self._n_guided and table.upper >= param_distribution.low:
+                lr = _fastest(table, param_distribution)[1]
+                u = _fraction_of(lr, param_distribution, table.upper, table.lower)
+                study._storage.set_trial_user_attr(trial._trial_id, "advisor:guided", True)
             self._record(study, trial, table, lr, u)
             return lr
         except Exception as exc:
@@ -360,6 +381,74 @@ class StableRegionSampler(BaseSampler):
         self._record(study, trial, table, lr, u)
         params[LR] = lr
         return params
+
+    def predicted_fastest(self, study: Study, search_space: Mapping[str, BaseDistribution],
+                          rank: int = 0) -> dict[str, Any]:
+        """The stable configuration with the highest predicted relaxation rate.
+
+        Scans the knob grid described under ``n_guided_trials`` and, per combination, the
+        learning rates from the declared low up to its cap; the rate is ``1 / time_constant``
+        of the model (interpolated log-log, as in the recorded attributes).
+
+        Args:
+            study: The study (its finished trials set the online edge factor).
+            search_space: Knob distributions including ``learning_rate``.
+            rank: 0 for the fastest combination, k for the (k+1)-th fastest.
+
+        Returns:
+            The parameters (knobs and ``learning_rate``).
+
+        Raises:
+            ValueError: No combination has a stable learning rate in range.
+
+        Example:
+            >>> import optuna
+            >>> from optuna.distributions import FloatDistribution as F
+            >>> from types import SimpleNamespace
+            >>> class Edge:  # eta_max = 0.1 (1 - mu); tau = (1 - mu) / (10 lr)
+            ...     def assess(self, p):
+            ...         mu, lr = p.get("momentum", 0.0), p["learning_rate"]
+            ...         return SimpleNamespace(max_learning_rate=0.1 * (1 - mu),
+            ...             probability=0.9, regime="monotone", damping_ratio=1.0,
+            ...             time_constant=(1 - mu) / (10 * lr))
+            >>> space = {"momentum": F(0.0, 0.9), "learning_rate": F(1e-4, 1.0, log=True)}
+            >>> sampler = StableRegionSampler(model=Edge(), search_space=space,
+            ...                               safety_margin=0.0)
+            >>> best = sampler.predicted_fastest(optuna.create_study(), space)
+            >>> best["momentum"], round(best["learning_rate"], 6)  # rate 100 at every mu
+            (0.0, 0.1)
+        """
+        lr_dist = search_space[LR]
+        if not isinstance(lr_dist, FloatDistribution):
+            raise ValueError(f"`search_space['learning_rate']` must be a FloatDistribution, "
+                             f"got {lr_dist!r}.")
+        names = [k for k in search_space if k != LR and _is_knob(k)]
+        ranked: list[tuple[float, int, dict[str, Any], float]] = []
+        for i, combo in enumerate(_guide_grid({k: search_space[k] for k in names})):
+            table = self._table(study, self._knobs(combo), lr_dist)
+            if table.upper < lr_dist.low:
+                continue
+            rate, lr = _fastest(table, lr_dist)
+            if math.isfinite(rate):
+                ranked.append((-rate, i, combo, lr))
+        if not ranked:
+            raise ValueError("no knob combination on the guide grid has a stable learning "
+                             "rate in range")
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        _, _, combo, lr = ranked[min(rank, len(ranked) - 1)]
+        return {**combo, LR: lr}
+
+    def _guide(self, study: Study, trial: FrozenTrial, params: dict[str, Any],
+               space: Mapping[str, BaseDistribution], lr_dist: FloatDistribution
+               ) -> dict[str, Any]:
+        """Guided trial: the predicted-fastest stable configuration (``n_guided_trials``)."""
+        best = self.predicted_fastest(study, space, rank=trial.number)
+        out = {**params, **best}
+        table = self._table(study, self._knobs(out), lr_dist)
+        u = _fraction_of(best[LR], lr_dist, table.upper, table.lower)
+        self._record(study, trial, table, best[LR], u)
+        study._storage.set_trial_user_attr(trial._trial_id, "advisor:guided", True)
+        return out
 
     def _knobs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         knobs = dict(self._defaults)
@@ -430,10 +519,14 @@ class StableRegionSampler(BaseSampler):
         key = (id(study._storage), study._study_id)
         seen = self._seen.setdefault(key, {})
         trials = study.get_trials(deepcopy=False, states=_FINISHED)
-        if len(trials) != len(seen):
-            for t in trials:
+        missing = len(trials) - len(seen)
+        if missing > 0:
+            for t in reversed(trials):  # new trials are usually the last ones
                 if t._trial_id not in seen:
                     seen[t._trial_id] = self._evidence(study._storage, t)
+                    missing -= 1
+                    if missing <= 0:
+                        break
             self._scales.pop(key, None)
         if key not in self._scales:
             ev = [e for e in seen.values() if e is not None]
@@ -625,6 +718,64 @@ def _floor(grid: np.ndarray, tau: np.ndarray, tau_max: float, upper: float) -> f
         return float(g[i])
     w = slow[i - 1] / (slow[i - 1] - slow[i])
     return float(np.exp(np.log(g[i - 1]) + w * (np.log(g[i]) - np.log(g[i - 1]))))
+
+
+_GUIDE_LEVELS = 5  # levels per numeric knob on the guide grid
+_GUIDE_MAX = 512  # most knob combinations the guide evaluates (one model call each)
+
+
+def _guide_grid(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Every categorical choice and up to ``_GUIDE_LEVELS`` levels (ends included, log-spaced
+    for log distributions) per numeric knob; a product larger than ``_GUIDE_MAX`` is thinned
+    to an evenly spaced subset (deterministic)."""
+    import itertools
+
+    levels: dict[str, list[Any]] = {}
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            levels[name] = list(dist.choices)
+            continue
+        lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
+        x = np.geomspace(lo, hi, _GUIDE_LEVELS) if dist.log and lo > 0 else \
+            np.linspace(lo, hi, _GUIDE_LEVELS)  # type: ignore[attr-defined]
+        step = getattr(dist, "step", None) or (1 if isinstance(dist, IntDistribution) else None)
+        if step is not None:
+            x = np.clip(lo + np.round((x - lo) / step) * step, lo, hi)
+        vals = [int(v) if isinstance(dist, IntDistribution) else float(v) for v in x]
+        levels[name] = list(dict.fromkeys(vals))
+    combos = [dict(zip(levels, c, strict=True)) for c in itertools.product(*levels.values())]
+    if len(combos) > _GUIDE_MAX:
+        idx = np.unique(np.linspace(0, len(combos) - 1, _GUIDE_MAX).round().astype(int))
+        combos = [combos[i] for i in idx]
+    return combos
+
+
+def _fastest(table: _Table, dist: FloatDistribution) -> tuple[float, float]:
+    """(highest predicted rate 1/tau, its learning rate) over the grid points up to the cap and
+    the cap itself; ties go to the larger learning rate."""
+    hi = min(dist.high, table.upper)
+    lrs = np.append(table.grid[table.grid <= hi], hi)
+    lg = np.log(table.grid)
+    taus = np.array([_loglog(math.log(x), lg, table.time_constant) or math.nan for x in lrs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(np.isfinite(taus) & (taus > 0), 1.0 / taus, -np.inf)
+    if not np.isfinite(rate).any():
+        return -math.inf, float(hi)
+    best = np.flatnonzero(rate >= rate.max() * (1 - 1e-9))
+    return float(rate.max()), float(lrs[best[-1]])
+
+
+def _fraction_of(lr: float, dist: FloatDistribution, upper: float, lower: float) -> float:
+    """Inverse of `_map_fraction`: the stability coordinate that maps to ``lr``."""
+    hi = min(dist.high, max(upper, dist.low))
+    lo = min(max(lower, dist.low), hi)
+    if hi <= lo:
+        return 1.0
+    if dist.log:
+        u = (math.log(lr) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    else:
+        u = (lr - lo) / (hi - lo)
+    return float(min(max(u, 0.0), 1.0))
 
 
 def _map_fraction(u: float, dist: FloatDistribution, upper: float,

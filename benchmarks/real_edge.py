@@ -10,6 +10,7 @@ the SAME pilot stiffness: the calibrated `StabilityModel` and the paper's closed
 Usage:
     nice -n 10 python benchmarks/real_edge.py              # full run (~20-30 min on 2 cores)
     python benchmarks/real_edge.py --quick                  # smoke run (tiny budget)
+    nice -n 10 python benchmarks/real_edge.py --measure-refresh  # + pilots with a K_ref=4 point
 Finished runs are kept under --work-dir (default: the grpo-advisor cache folder), so an
 interrupted benchmark resumes.
 """
@@ -45,19 +46,23 @@ class Args:
     out: str = "benchmarks/results/real_edge.md"
     """the results table"""
     quick: bool = False
-    """smoke mode: 40-step runs, one lr multiplier per cell"""
+    """smoke mode: 40-step runs, two lr multipliers per cell"""
+    measure_refresh: bool = False
+    """also run pilots with a second scan at K_ref = 4 (refresh exponent measured)"""
 
 
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--measure-refresh", action="store_true")
     parser.add_argument("--planned-steps", type=int, default=Args.planned_steps)
     parser.add_argument("--budget-steps", type=int, default=None)
     parser.add_argument("--work-dir", default=Args.work_dir)
     parser.add_argument("--out", default=Args.out)
     ns = parser.parse_args()
     args = Args(planned_steps=ns.planned_steps, budget_steps=ns.budget_steps,
-                work_dir=ns.work_dir, out=ns.out, quick=ns.quick)
+                work_dir=ns.work_dir, out=ns.out, quick=ns.quick,
+                measure_refresh=ns.measure_refresh)
     if args.quick:
         args.planned_steps, args.lr_multipliers = 40, (0.5, 3.0)
     return args
@@ -133,29 +138,21 @@ def score(pred_stable: np.ndarray, unstable: np.ndarray) -> tuple[float, float, 
         int((~pred_stable & ~unstable).sum())
 
 
-def main() -> None:
-    warnings.simplefilter("ignore", FutureWarning)
-    args = parse_args()
+def run_pilots(task, args: Args, work: Path, refresh: int | None = None) -> tuple[dict, dict]:
+    """One pilot per optimizer family (K and the edge do not transfer between optimizers)."""
     from advisor.pilot import run_pilot
-    from advisor.tasks import builtin_task
-    from advisor.tasks import cache_dir
     from advisor.tasks import default_config
 
-    work = Path(args.work_dir) if args.work_dir else cache_dir() / "real_edge_runs"
-    task = builtin_task()
-    print(f"task: {task.n_parameters} parameters, base success {task.base_success:.3f}")
-
-    # --------------------------------------------------------------------------------------
-    # PILOTS: one per optimizer family (K and the edge do not transfer between optimizers)
-    # --------------------------------------------------------------------------------------
     pilots, models = {}, {}
     start_lr = {"sgd": 0.02, "adamw": 3e-4}
+    # the variant buys a second scan and full-length stiffness runs: 10 x planned steps
+    budget = args.budget_steps if refresh is None else 10 * args.planned_steps
     for family in ("sgd", "adamw"):
         cfg = default_config(str(work / "trainer"), learning_rate=start_lr[family],
                              max_steps=args.planned_steps, **optimizer_kwargs(family, 0.0))
         res = run_pilot(task.model_path, list(task.reward_funcs), task.train_dataset, cfg,
                         processing_class=task.tokenizer, planned_steps=args.planned_steps,
-                        budget_steps=args.budget_steps, seeds=args.seeds,
+                        budget_steps=budget, seeds=args.seeds, refresh_interval=refresh,
                         output_dir=work / f"pilot-{family}", progress=False)
         pilots[family] = res
         with warnings.catch_warnings():
@@ -165,11 +162,13 @@ def main() -> None:
               f"(budget {res.budget_steps}), K = {res.stiffness.stiffness:.4g} +- "
               f"{res.stiffness.std_error:.2g}, linear={res.linear}, edge lr bracket "
               f"[{res.edge_learning_rate[0]:.3g}, {res.edge_learning_rate[2]:.3g}], x* = "
-              f"{res.edge.rate:.3g}, {res.seconds_per_step:.3f} s/step", flush=True)
+              f"{res.edge.rate:.3g}, refresh exponent {res.edge.refresh_exponent}, "
+              f"{res.seconds_per_step:.3f} s/step", flush=True)
+    return pilots, models
 
-    # --------------------------------------------------------------------------------------
-    # HELD-OUT RUNS
-    # --------------------------------------------------------------------------------------
+
+def heldout(task, args: Args, work: Path, pilots: dict, models: dict) -> list[dict]:
+    """Real runs at lr multiples of each cell's predicted edge, labelled by the shared rule."""
     rows = []
     for label, family, mu, kref, batch in cells(args.other_batch):
         model, pilot = models[family], pilots[family]
@@ -190,34 +189,31 @@ def main() -> None:
                                                    ("unstable", "reason", "final_reward")}))
                 print(f"{label:28s} lr={lr:.4g} ({mult:g}x) seed={seed}: {run['reason']:>20s} "
                       f"final {run['final_reward']:.2f}  [{run['seconds']:.1f} s]", flush=True)
+    return rows
 
-    # --------------------------------------------------------------------------------------
-    # SCORES
-    # --------------------------------------------------------------------------------------
+
+def report(args: Args, pilots: dict, rows: list[dict], title: str) -> list[str]:
     unstable = np.array([r["unstable"] for r in rows])
     lr = np.array([r["lr"] for r in rows])
     cal = score(lr < np.array([r["eta_cal"] for r in rows]), unstable)
     cf = score(lr < np.array([r["eta_cf"] for r in rows]), unstable)
     lines = [
-        "# Real GRPO edge: calibrated model vs the paper's closed form", "",
-        f"Command: `nice -n 10 python benchmarks/real_edge.py{' --quick' if args.quick else ''}`"
-        f"  ", f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"torch threads 1 per run, Python {platform.python_version()}; built-in task "
-        f"({task.n_parameters} parameters, base success {task.base_success:.3f}).", "",
-        "## Pilots", "",
+        f"## {title}", "",
         "| optimizer | cost (steps) | budget | cost (s) | K +- se | linear | edge lr bracket "
-        "| x* | s/step | s/generation |", "|---|---|---|---|---|---|---|---|---|---|"]
+        "| x* | refresh exponent | s/step | s/generation |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
     for fam, p in pilots.items():
         lines.append(
             f"| {fam} | {p.cost_steps} | {p.budget_steps} | {p.cost_seconds:.0f} | "
             f"{p.stiffness.stiffness:.4g} +- {p.stiffness.std_error:.2g} | {p.linear} | "
             f"{p.edge_learning_rate[0]:.3g} - {p.edge_learning_rate[2]:.3g} | {p.edge.rate:.3g} "
-            f"| {p.seconds_per_step:.3f} | {p.seconds_per_generation:.3f} |")
-    lines += ["", f"## Held-out runs ({len(rows)} runs, {args.planned_steps} steps each)", "",
+            f"| {p.edge.refresh_exponent if p.edge.refresh_exponent is not None else 'default'}"
+            f" | {p.seconds_per_step:.3f} | {p.seconds_per_generation:.3f} |")
+    lines += ["", f"Held-out runs: {len(rows)} runs, {args.planned_steps} steps each.", "",
               "| predictor | accuracy | false-safe | false-safe runs | false-unsafe runs |",
               "|---|---|---|---|---|",
-              f"| calibrated StabilityModel | {cal[0]:.0%} | {cal[1]:.0%} | {cal[2]} | {cal[3]} |",
-              f"| paper closed form (same K) | {cf[0]:.0%} | {cf[1]:.0%} | {cf[2]} | {cf[3]} |",
+              f"| calibrated StabilityModel | {cal[0]:.1%} | {cal[1]:.1%} | {cal[2]} | {cal[3]} |",
+              f"| paper closed form (same K) | {cf[0]:.1%} | {cf[1]:.1%} | {cf[2]} | {cf[3]} |",
               "", "| cell | predicted edge lr (calibrated) | closed form | lr x edge: "
               "unstable seeds |", "|---|---|---|---|"]
     for label, *_ in cells(args.other_batch):
@@ -227,6 +223,36 @@ def main() -> None:
             f"{sum(1 for r in sel if r['mult'] == m)}" for m in args.lr_multipliers)
         lines.append(f"| {label} | {sel[0]['eta_cal']:.3g} | {sel[0]['eta_cf']:.3g} | "
                      f"{outcome} |")
+    return lines
+
+
+def main() -> None:
+    warnings.simplefilter("ignore", FutureWarning)
+    args = parse_args()
+    from advisor.tasks import builtin_task
+    from advisor.tasks import cache_dir
+
+    work = Path(args.work_dir) if args.work_dir else cache_dir() / "real_edge_runs"
+    task = builtin_task()
+    print(f"task: {task.n_parameters} parameters, base success {task.base_success:.3f}")
+    pilots, models = run_pilots(task, args, work)
+    rows = heldout(task, args, work, pilots, models)
+    flags = (" --quick" if args.quick else "") + (" --measure-refresh"
+                                                   if args.measure_refresh else "")
+    lines = [
+        "# Real GRPO edge: calibrated model vs the paper's closed form", "",
+        f"Command: `nice -n 10 python benchmarks/real_edge.py{flags}`  ",
+        f"Machine: {platform.machine()} {platform.processor() or 'cpu'}, 2 shared cores, "
+        f"torch threads 1 per run, Python {platform.python_version()}; built-in task "
+        f"({task.n_parameters} parameters, base success {task.base_success:.3f}).", "",
+        *report(args, pilots, rows, "Default pilot (budget 3 x planned steps)")]
+    if args.measure_refresh:  # the same pilots plus a second scan at K_ref = 4
+        pilots2, models2 = run_pilots(task, args, work, refresh=4)
+        rows2 = heldout(task, args, work, pilots2, models2)
+        title = ("Pilot with a second point at K_ref = 4 (budget 10 x planned steps: refresh "
+                 "exponent measured, full-length stiffness runs; the K_ref = 4 cells share the "
+                 "second point's K_ref)")
+        lines += ["", *report(args, pilots2, rows2, title)]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     (work / "heldout_rows.json").write_text(json.dumps(rows, indent=1))

@@ -77,6 +77,8 @@ class Args:
     """(iv) log-margin below the predicted edge"""
     alpha: float = 0.05
     edge_bias: float = 3.0
+    pruner_percentile: float = 0.0
+    """(iv) TrajectoryPruner reference: 0 = the best completed trial, else this percentile"""
     """(iv) start-up draws of the stability coordinate from Beta(edge_bias, 1)"""
     """(iv-b) chance constraint P(stable) >= 1 - alpha"""
     """(iv) samples no rate slower than a time constant of value_steps / tau_fraction"""
@@ -86,6 +88,18 @@ class Args:
     methods: str = ("tpe_median,random_hyperband,tpe_closed_form,stable_trajectory,"
                     "stable_trajectory_safe")
     out: str = "benchmarks/results/sweep_efficiency.md"
+    n_guided_trials: int = 1
+    """(iv) trials that start at the model's predicted-fastest stable configuration"""
+    trl: bool = False
+    """part (b): the built-in tiny TRL task instead of the bandit"""
+    trl_studies: int = 3
+    trl_trials: int = 10
+    """trials per TRL study"""
+    trl_steps: int = 60
+    """optimizer steps per TRL trial (128 completions each)"""
+    trl_lr_low: float = 1e-6
+    trl_lr_high: float = 1e-1
+    trl_out: str = "benchmarks/results/sweep_efficiency_trl.md"
 
 
 SPACE = {
@@ -101,6 +115,9 @@ LABELS = {"tpe_median": "(i) TPE + Median", "random_hyperband": "(ii) Random + H
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f in dataclasses.fields(Args):
+        if isinstance(f.default, bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+            continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
                             default=f.default)
     return Args(**vars(parser.parse_args()))
@@ -292,9 +309,10 @@ def make_study(method: str, args: Args, pilot: Pilot, seed: int) -> optuna.Study
                                       max_time_constant=args.value_steps / args.tau_fraction,
                                       safety_margin=args.safety_margin,
                                       edge_bias=args.edge_bias,
+                                      n_guided_trials=args.n_guided_trials,
                                       alpha=args.alpha if method.endswith("_safe") else None)
         pruner = TrajectoryPruner(n_warmup_steps=50, n_steps=args.value_steps,
-                                  statistic="mean")
+                                  statistic="mean", percentile=args.pruner_percentile or None)
     else:  # the pilot failed: the method degrades to plain TPE + Median (still pays the pilot)
         sampler, pruner = optuna.samplers.TPESampler(seed=seed), median
     return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
@@ -354,9 +372,163 @@ def fmt_k(x: float) -> str:
     return "not reached" if not math.isfinite(x) else f"{x / 1000:.1f}k"
 
 
+# ======================================================================= part (b): tiny TRL task
+TRL_BATCH = 128  # completions per optimizer step (per_device_train_batch_size), every trial
+
+
+def trl_space(args: Args) -> dict[str, Any]:
+    return {"adam_beta1": FloatDistribution(0.0, 0.95),
+            "steps_per_generation": IntDistribution(1, 16),
+            "num_generations": CategoricalDistribution((2, 4, 8, 16)),
+            "learning_rate": FloatDistribution(args.trl_lr_low, args.trl_lr_high, log=True)}
+
+
+def run_trl(args: Args) -> None:
+    """Part (b): real TRL GRPOTrainer trials on the built-in tiny task (AdamW, 128 completions
+    per step). The value is the mean reward over the trial's steps (the trial is the first
+    part of a planned run); a collapsed run scores the task's start success rate. (iii) and
+    (iv) share one pilot (run once, its cost charged to every study of both)."""
+    import tempfile
+
+    from advisor.pilot import make_objective as trl_objective
+    from advisor.pilot import run_pilot as trl_pilot
+    from advisor.tasks import builtin_task
+    from advisor.tasks import default_config
+
+    methods = args.methods.split(",")
+    task = builtin_task()
+    root = Path(tempfile.mkdtemp(prefix="sweep-trl-"))
+    base = default_config(str(root / "trainer"), max_steps=args.trl_steps,
+                          per_device_train_batch_size=TRL_BATCH)
+    t0 = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pres = trl_pilot(task.model_path, list(task.reward_funcs), task.train_dataset, base,
+                         processing_class=task.tokenizer, output_dir=root / "pilot",
+                         planned_steps=args.trl_steps, progress=False)
+    pilot_cost = float(sum(r.steps_done * r.samples_per_step for r in pres.runs))
+    k = pres.stiffness.stiffness
+    pilot_line = (f"pilot: {pres.cost_steps} optimizer steps = {pilot_cost / 1000:.1f}k "
+                  f"completions, {pres.cost_seconds:.0f} s; K = {k:.3g} +- "
+                  f"{pres.stiffness.std_error:.2g}; edge lr bracket "
+                  f"{pres.edge_learning_rate[0]:.3g} - {pres.edge_learning_rate[2]:.3g}")
+    print(pilot_line, file=sys.stderr)
+    pilot = Pilot(pres.model(), k, pilot_cost, pres.message)
+    defaults = {"optim": str(getattr(base.optim, "value", base.optim)), "per_device_train_batch_size": TRL_BATCH,
+                "gradient_accumulation_steps": 1}
+    p0 = float(task.base_success)
+    space = trl_space(args)
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+
+    def search(trial: optuna.Trial) -> dict[str, Any]:
+        return {"adam_beta1": trial.suggest_float("adam_beta1", 0.0, 0.95),
+                "steps_per_generation": trial.suggest_int("steps_per_generation", 1, 16),
+                "num_generations": trial.suggest_categorical("num_generations", (2, 4, 8, 16)),
+                "learning_rate": trial.suggest_float("learning_rate", args.trl_lr_low,
+                                                     args.trl_lr_high, log=True)}
+
+    for i in range(args.trl_studies):
+        seed = 5000 + i
+        for m in methods:
+            median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20)
+            if m == "tpe_median":
+                sampler, pruner = optuna.samplers.TPESampler(seed=seed), median
+            elif m == "random_hyperband":
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+                pruner = optuna.pruners.HyperbandPruner(min_resource=15,
+                                                        max_resource=args.trl_steps,
+                                                        reduction_factor=3)
+            elif m == "tpe_closed_form":
+                sampler = StableRegionSampler(model=ClosedForm(k), search_space=space,
+                                              defaults=defaults, seed=seed, safety_margin=0.0,
+                                              online_update=False, n_guided_trials=0)
+                pruner = median
+            else:
+                sampler = StableRegionSampler(
+                    model=pilot.model, search_space=space, defaults=defaults, seed=seed,
+                    safety_margin=args.safety_margin, edge_bias=args.edge_bias,
+                    n_guided_trials=args.n_guided_trials,
+                    alpha=args.alpha if m.endswith("_safe") else None)
+                pruner = TrajectoryPruner(n_warmup_steps=20, n_steps=args.trl_steps,
+                                          statistic="mean")
+            study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+            objective = trl_objective(task.model_path, list(task.reward_funcs),
+                                      task.train_dataset, base, search_space=search,
+                                      processing_class=task.tokenizer,
+                                      output_dir=root / f"{m}-{i}", window=args.trl_steps,
+                                      collapsed_value=p0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study.optimize(objective, n_trials=args.trl_trials, catch=(Exception,))
+            recs = []
+            for t in study.trials:
+                steps = args.trl_steps if t.state == TrialState.COMPLETE else (
+                    t.last_step if t.last_step is not None else 0)
+                ua = t.user_attrs
+                bad = ua.get("advisor:collapsed") is True or \
+                    ua.get("advisor:prune_reason") == "collapse"
+                ok = t.state == TrialState.COMPLETE and not bad and t.value is not None \
+                    and math.isfinite(t.value)
+                recs.append((float(steps * TRL_BATCH), t.value if ok else None, bad))
+            pays = m in ("tpe_closed_form", "stable_trajectory", "stable_trajectory_safe")
+            results[m].append({"trials": recs, "pilot_cost": pilot.cost if pays else 0.0})
+            best = max((v for _, v, _ in recs if v is not None), default=p0)
+            print(f"study {i} {m}: best {best:.3f} collapsed {sum(b for *_, b in recs)}/{len(recs)} "
+                  f"({time.time() - t0:.0f} s)", file=sys.stderr)
+            write_trl(args, results, p0, pilot_line, time.time() - t0, i, m)
+
+
+def write_trl(args: Args, results: dict[str, list[dict[str, Any]]], p0: float,
+              pilot_line: str, wall: float, study_index: int, last_method: str) -> None:
+    """Table over the studies every method has finished (partial while running)."""
+    n = min(len(r) for r in results.values())
+    status = "complete" if n == args.trl_studies else (
+        f"PARTIAL: {n} of {args.trl_studies} studies finished by every method (last finished: "
+        f"study {study_index}, {last_method})")
+    lines = ["# Sweep efficiency on the built-in tiny TRL task (part b)", "",
+             f"`nice -n 10 python benchmarks/sweep_efficiency.py --trl` ({status}; "
+             f"{args.trl_trials} trials per study, {args.trl_steps} optimizer steps x "
+             f"{TRL_BATCH} completions per trial, AdamW, lr log-uniform "
+             f"[{args.trl_lr_low:g}, {args.trl_lr_high:g}], adam_beta1 [0, 0.95], "
+             "steps_per_generation 1..16, num_generations {2, 4, 8, 16}; wall time "
+             f"{wall:.0f} s).", "",
+             "Value = mean reward over the trial's steps (a collapsed run scores the start "
+             f"success rate {p0:.3f}). Collapsed = `advisor:collapsed` (the shared instability "
+             "rule fired or training raised) or pruned for collapse; a trial pruned for being "
+             "slow is not known to collapse, so this undercounts for methods that prune "
+             "early. Compute = optimizer steps x 128 completions, pilot included for (iii), "
+             f"(iv). {pilot_line}.", ""]
+    if n == 0:
+        lines.append("No study finished yet.")
+    else:
+        res = {m: r[:n] for m, r in results.items()}
+        summ = summarise(res, [p0] * n, dataclasses.replace(
+            args, n_steps=args.trl_steps, budget_trials=args.trl_trials / 2.0))
+        lines += ["| method | to 90%: median | IQR | reached | collapsed trials (pooled) | "
+                  "best value: median | best at half budget: median | pilot cost |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|"]
+        for m in res:
+            s = summ[m]
+            pooled = np.mean([b for st in res[m] for _, _, b in st["trials"]])
+            bests = [max((v for _, v, _ in st["trials"] if v is not None), default=p0)
+                     for st in res[m]]
+            lines.append(
+                f"| {LABELS.get(m, m)} | {fmt_k(q(s['to90'], 0.5))} | "
+                f"{fmt_k(q(s['to90'], 0.25))} - {fmt_k(q(s['to90'], 0.75))} | "
+                f"{int(np.isfinite(s['to90']).sum())}/{n} | {100 * pooled:.1f}% | "
+                f"{np.median(bests):.3f} | {q(s['best_at'], 0.5):.3f} | "
+                f"{np.median(s['pilot']) / 1000:.1f}k |")
+    Path(args.trl_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.trl_out).write_text("\n".join(lines) + "\n")
+
+
 # ======================================================================= main
 if __name__ == "__main__":
     args = parse_args()
+    if args.trl:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        run_trl(args)
+        sys.exit(0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
     methods = args.methods.split(",")

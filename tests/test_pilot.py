@@ -195,6 +195,8 @@ def test_carried_rewards():
         (dict(budget_steps=50), "budget_steps"),
         (dict(seeds=(0,)), "at least 2 distinct seeds"),
         (dict(planned_steps=0), "planned_steps"),
+        (dict(batch_factor=1), "batch_factor"),
+        (dict(refresh_interval=1), "refresh_interval"),
     ],
 )
 def test_bad_input(tmp_path, fake_trainer, kwargs, match):

@@ -225,6 +225,18 @@ def test_time_constant_floor_known_value() -> None:
         assert t.params["learning_rate"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_edge_bias_skews_startup_draws_to_the_edge() -> None:
+    # Random never proposes (always start-up): u = U^(1/3) ~ Beta(3, 1), mean 3/4, sd 0.19;
+    # 3 standard errors over 80 draws = 0.065
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, edge_bias=3.0,
+                                  base_sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=80)
+    u = np.array([t.user_attrs[FRACTION_KEY] for t in study.trials])
+    assert abs(u.mean() - 0.75) < 0.065
+    assert all(t.user_attrs["advisor:in_region"] for t in study.trials)
+
+
 def test_infeasible_knobs_are_repaired_not_rejected() -> None:
     # lr >= 1e-3 needs (1 - mu) / sqrt(spg) >= 0.02 e^{0.1}: mu = 0.95, spg = 16 cannot
     space = {**SPACE, "learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
@@ -370,6 +382,7 @@ def test_enqueued_trial_gets_its_prediction_recorded() -> None:
     ({"alpha": 1.5}, ValueError, "`alpha` must be"),
     ({"min_damping_ratio": -1.0}, ValueError, "`min_damping_ratio` must be"),
     ({"n_candidates": 0}, ValueError, "`n_candidates` must be an integer >= 1"),
+    ({"edge_bias": 0.5}, ValueError, r"`edge_bias` must be a finite number in \[1, inf"),
     ({"max_time_constant": 0.0}, ValueError, r"`max_time_constant` must be a finite number"),
     ({"search_space": {"momentum": FloatDistribution(0, 0.9)}}, ValueError,
      "`search_space` must contain 'learning_rate'"),

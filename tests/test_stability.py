@@ -18,6 +18,7 @@ from advisor.stability import _piecewise_multiplier
 from advisor.stability import _pure_delay_sliding_rate
 from advisor.stability import closed_form_rate
 from advisor.stability import critical_rate
+from advisor.stability._nonlinear import scan_lattice
 
 
 def _estimate(k: float = 0.5, kc: float | None = 1.25, se: float = 0.0) -> SimpleNamespace:
@@ -457,13 +458,27 @@ def test_multi_mode_problem_is_checked_by_simulation() -> None:
                                            refresh_scheme="sliding", method="exact"))
     checked = float(model.max_learning_rate(momentum=0.5, refresh_interval=3,
                                             refresh_scheme="sliding"))
+    k_true = bandit.jacobian_stiffness(problem)[0]
+    lattice = scan_lattice(30 * 0.5 / (k_true * 1000), 8 * 1.5 / k_true)[0]
     truth = float(bandit.empirical_threshold(problem, momentum=0.5, refresh_interval=3,
                                              refresh_scheme="sliding", n_steps=1000,
-                                             n_bisect=8)[0])
+                                             n_bisect=8, lr_range=(lattice[0], lattice[-1]),
+                                             n_grid=lattice.size)[0])
     assert linear < 0.7 * truth  # the scalar test is far off for 5 arms
-    # same scan density and bisection depth as the ground truth; the grids differ (measured vs
-    # Jacobian K), 8 bisections of a 1/20-decade step leave 0.05%: 2% allows a shifted bracket
-    assert checked == pytest.approx(truth, rel=0.02)
+    # the model's scan (built from the measured K) and the ground truth's (Jacobian K) test the
+    # same lattice points; 8 bisections of a 1/20-decade step leave a factor 10^(1/5120)
+    assert checked == pytest.approx(truth, rel=1e-3)
+
+
+def test_scan_lattice_is_shared_by_different_ranges() -> None:
+    a = scan_lattice(0.0123, 1.0)[0]
+    b = scan_lattice([0.0171, 0.05], [0.9, 2.0])
+    assert a[0] <= 0.0123 and a[-1] >= 1.0
+    assert np.allclose(np.diff(np.log10(a)), 1 / 20)
+    assert b.shape[0] == 2 and b[0, 0] <= 0.0171 and b[1, -1] >= 2.0
+    # every point of both rows lies on a's lattice 10^(j/20)
+    j = 20 * np.log10(b)
+    assert np.allclose(j, np.rint(j), atol=1e-9)
 
 
 def test_edge_from_scan_in_heavy_ball_units() -> None:

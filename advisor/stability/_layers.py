@@ -1,0 +1,306 @@
+"""The two layers of `StabilityModel` (construction and the per-layer bounds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtr
+
+from advisor._validation import check_int
+from advisor._validation import check_interval
+from advisor._validation import check_options
+from advisor.exceptions import AdvisorWarning
+from advisor.stability._calibration import EdgeEstimate
+from advisor.stability._conditions import _factorize
+from advisor.stability._conditions import _optional_float
+from advisor.stability._conditions import _StiffnessSummary
+from advisor.stability._nonlinear import nonlinear_regime
+from advisor.stability._nonlinear import simulated_edge
+from advisor.stability._theory import FloatArray
+from advisor.stability._theory import _damping_and_time
+from advisor.stability._theory import _multiplier_pair
+from advisor.stability._theory import _regime_of
+from advisor.stability._theory import closed_form_rate
+from advisor.stability._theory import critical_rate
+
+
+# Model-error floor of the theory layer: exact linear thresholds match the bandit within 0-4%.
+_THEORY_SIGMA = 0.05
+# Spread of the 1.4-2.4x nonlinear over-prediction that the safety factor replaces.
+_SAFETY_SIGMA = 0.3
+
+
+class _ModelLayers:
+    """Theory and calibration bounds of `StabilityModel` (documented there)."""
+
+    def __init__(
+        self,
+        estimate: Any,
+        *,
+        edge: EdgeEstimate | None = None,
+        problem: Any = None,
+        nonlinear_check: bool = True,
+        batch_exponent: float | None = None,
+        refresh_exponent: float | None = None,
+        safety: float = 2.5,
+        optimizer: Literal["sgd", "adamw"] | None = None,
+        simulation_steps: int = 4000,
+        horizon_steps: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        num_processes: int = 1,
+    ) -> None:
+        k = _optional_float(getattr(estimate, "stiffness", None))
+        if k is None or k <= 0.0:
+            raise ValueError(
+                f"`estimate.stiffness` must be a finite number > 0, got "
+                f"{getattr(estimate, 'stiffness', None)!r}. A non-positive stiffness means the "
+                "pilot did not relax to a plateau: rerun it longer or at a smaller learning rate."
+            )
+        kc = _optional_float(getattr(estimate, "stiffness_current", None))
+        ko = _optional_float(getattr(estimate, "stiffness_sampler", None))
+        if kc is None and ko is not None:
+            kc = k - ko
+        if kc is None:
+            warnings.warn("The estimate has no current/sampler split of K; the theory layer "
+                          "assumes a pure delay (K_c = 0), which can be 2-3x off for piecewise "
+                          "refresh. Add a frozen-sampler pilot to measure K_c.",
+                          AdvisorWarning, stacklevel=2)
+        se = _optional_float(getattr(estimate, "std_error", None))
+        if se is not None and se < 0:
+            raise ValueError(f"`estimate.std_error` must be >= 0, got {se!r}.")
+        if edge is not None and not isinstance(edge, EdgeEstimate):
+            raise TypeError(f"`edge` must be an EdgeEstimate or None, got {type(edge).__name__}.")
+        self.estimate = estimate
+        self.edge = edge
+        self.problem = problem
+        self._k, self._rc, self._se = k, (0.0 if kc is None else kc / k), (se or 0.0)
+        self._split_measured = kc is not None
+        self._nonlinear = bool(nonlinear_check)
+        for name, value in (("batch_exponent", batch_exponent),
+                            ("refresh_exponent", refresh_exponent)):
+            if value is not None:
+                check_interval(name, value, low=-2.0, high=2.0)
+        self._batch_exponent, self._refresh_exponent = batch_exponent, refresh_exponent
+        self._safety = check_interval("safety", safety, low=1.0)
+        self._sim_steps = check_int("simulation_steps", simulation_steps, low=100)
+        self._horizon = None if horizon_steps is None else check_int(
+            "horizon_steps", horizon_steps, low=1)
+        self._defaults = dict(defaults) if defaults is not None else None
+        self._num_processes = check_int("num_processes", num_processes, low=1)
+        found = optimizer or getattr(estimate, "optimizer", None) or (
+            edge.optimizer if edge is not None else None) or "sgd"
+        self.optimizer = check_options("optimizer", "adamw" if found == "adam" else found,
+                                       ("sgd", "adamw"))
+        if edge is not None and edge.optimizer != self.optimizer:
+            raise ValueError(f"`edge.optimizer` must match the model's optimizer "
+                             f"{self.optimizer!r}, got {edge.optimizer!r}. Build one model per "
+                             "optimizer: K and the edge do not transfer between optimizers.")
+        self.surrogate = str(getattr(problem, "surrogate", "ratio"))
+        self._sim_cache: dict[tuple[float, int, str], float] = {}
+
+    @property
+    def stiffness(self) -> float:
+        """K, the measured stiffness (per unit lr, heavy-ball units)."""
+        return self._k
+
+    @property
+    def current_fraction(self) -> float:
+        """K_c / K (0 when the split was not measured: pure delay)."""
+        return self._rc
+
+    # -- theory layer ------------------------------------------------------------------------
+    def _linear_rate(self, mu: FloatArray, lag: Any, scheme: str, exact: bool) -> FloatArray:
+        """Exact linear a* / K on distinct (mu, lag) pairs, or a table interpolated in mu."""
+        lag_vals, lag_inv = _factorize(np.asarray(lag))
+        if exact or mu.size <= 4096 or scheme == "sliding":
+            mu_vals, mu_inv = np.unique(mu, return_inverse=True)
+            a = critical_rate(mu_vals[:, None], lag_vals[None, :].astype(np.int64),
+                              current_fraction=self._rc, refresh_scheme=scheme,
+                              horizon_steps=self._horizon)
+            return np.asarray(a[mu_inv.ravel(), lag_inv] / self._k)
+        # Table over u = -log(1 - mu) per distinct K_ref: log a* is smooth in u away from
+        # parametric resonances (median interpolation error 2e-5, max 2%: tests bound it).
+        u_max = -math.log1p(-float(mu.max())) + 1e-9
+        u = np.linspace(0.0, u_max, 129)
+        table = np.log(critical_rate(-np.expm1(-u)[:, None], lag_vals[None, :].astype(np.int64),
+                                     current_fraction=self._rc, refresh_scheme=scheme,
+                                     horizon_steps=self._horizon))
+        out = np.empty(mu.size)
+        uq = -np.log1p(-mu)
+        for j in range(lag_vals.size):
+            rows = lag_inv == j
+            out[rows] = np.interp(uq[rows], u, table[:, j])
+        return np.exp(out) / self._k
+
+    def _in_nonlinear_regime(self, mu: FloatArray, lag: Any, scheme: str) -> Any:
+        """Where a check replaces (or caps) the linear test: see `nonlinear_regime`."""
+        if not self._nonlinear or self.optimizer != "sgd":
+            return np.zeros(mu.shape, bool)
+        return nonlinear_regime(mu, lag, scheme=scheme, surrogate=self.surrogate,
+                                problem_known=self.problem is not None)
+
+    @property
+    def _multi_mode(self) -> bool:
+        """A known bandit with more than 2 arms: K is a set of modes; the scalar test is rough.
+
+        The pilot's tail measures the slowest excited mode while the stiffest mode sets the edge,
+        and K_c, K_o of different modes do not share eigenvectors (bandit-findings.md 3, 10).
+        """
+        return self._nonlinear and self.problem is not None and self.problem.n_arms > 2
+
+    def _theory(self, mu: FloatArray, lag: Any, scheme: str, exact: bool,
+                linear_only: bool = False
+                ) -> tuple[FloatArray, FloatArray, str, npt.NDArray[np.bool_]]:
+        """Theory bound, its log-sigma, a note, and where a check (not the linear test) set it."""
+        eta = self._linear_rate(mu, lag, scheme, exact)
+        sigma = np.full(mu.shape, math.hypot(self._se / self._k, _THEORY_SIGMA))
+        flag = self._in_nonlinear_regime(mu, lag, scheme)
+        if self._multi_mode:
+            flag = np.ones(mu.shape, bool)
+        note = "exact linear test"
+        if linear_only or not flag.any():
+            return eta, sigma, note, np.zeros(mu.shape, bool)
+        few = self.problem is not None and (exact or len(np.unique(
+            np.column_stack([mu[flag], lag[flag]]), axis=0)) <= 256)
+        if few:
+            sim = simulated_edge(self.problem, mu[flag], lag[flag], scheme=scheme,
+                                 eta_lin=eta[flag], wide=self._multi_mode, stiffness=self._k,
+                                 n_steps=self._sim_steps, cache=self._sim_cache)
+            eta[flag] = sim if self._multi_mode else np.minimum(eta[flag], sim)
+            what = "multi-mode problem" if self._multi_mode else "nonlinear regime"
+            return eta, sigma, f"exact linear test + simulated bandit ({what})", flag
+        if self.problem is not None:
+            warnings.warn("Too many distinct (momentum, refresh) pairs to simulate the bandit; "
+                          f"the nonlinear check falls back to the safety factor {self._safety:g}"
+                          " (multi-mode problems: the linear test alone).",
+                          AdvisorWarning, stacklevel=3)
+            flag = flag & (mu >= 0.5) & (np.asarray(lag) > 1) & (scheme == "piecewise")
+        eta[flag] /= self._safety
+        sigma[flag] = np.hypot(sigma[flag], _SAFETY_SIGMA)
+        note = f"exact linear test / safety {self._safety:g} (nonlinear regime)"
+        return eta, sigma, note, flag
+
+    # -- calibration layer -------------------------------------------------------------------
+    def _calibrated(self, mu: FloatArray, lag: Any, samples: Any, n_it: Any
+                    ) -> tuple[FloatArray, FloatArray]:
+        if self.edge is None:
+            return np.full(mu.shape, np.inf), np.ones(mu.shape)
+        fresh = np.maximum(np.asarray(lag, float) / np.asarray(n_it, float), 1.0)
+        x, sigma = self.edge.predict(
+            samples_per_step=samples, refresh_interval=fresh, num_iterations=n_it,
+            batch_exponent=self._batch_exponent, refresh_exponent=self._refresh_exponent)
+        return np.broadcast_to(x * (1.0 - mu) / self._k, mu.shape).copy(), np.broadcast_to(
+            sigma, mu.shape).copy()
+
+    # -- public API --------------------------------------------------------------------------
+    def _check_optimizer(self, optimizer: str | None) -> None:
+        opt = "adamw" if optimizer == "adam" else (optimizer or self.optimizer)
+        check_options("optimizer", opt, ("sgd", "adamw"))
+        if opt != self.optimizer:
+            raise ValueError(f"`optimizer` must be {self.optimizer!r} (the optimizer K was "
+                             f"measured with), got {optimizer!r}. Build one StabilityModel per "
+                             "optimizer from its own pilot.")
+
+    def _bounds(self, mu: FloatArray, lag: Any, samples: Any, n_it: Any, scheme: str,
+                method: str, exact: bool) -> dict[str, Any]:
+        """Per-layer bounds (arrays) for the requested method."""
+        inf = np.full(mu.shape, np.inf)
+        if method == "closed_form":
+            eta_t = np.asarray(closed_form_rate(mu, lag), float) / self._k
+            return dict(eta_t=eta_t, sig_t=np.full(mu.shape, _THEORY_SIGMA), eta_c=inf,
+                        sig_c=np.ones(mu.shape), checked=np.ones(mu.shape, bool),
+                        note="the paper's closed form eta K K_ref < 1-mu")
+        if method == "calibrated" and self.edge is None:
+            raise ValueError("`method` must not be 'calibrated' without an edge, got "
+                             "'calibrated'. Pass edge=EdgeEstimate(...) from a pilot scan.")
+        eta_t, sig_t, note, checked = (inf, np.ones(mu.shape), "", np.ones(mu.shape, bool)) \
+            if method == "calibrated" else \
+            self._theory(mu, lag, scheme, exact, linear_only=method == "exact")
+        eta_c, sig_c = (inf, np.ones(mu.shape)) if method in ("theory", "exact") else \
+            self._calibrated(mu, lag, samples, n_it)
+        return dict(eta_t=eta_t, sig_t=sig_t, eta_c=eta_c, sig_c=sig_c, note=note,
+                    checked=checked)
+
+    def _evaluate(self, lr: FloatArray, mu: FloatArray, lag: Any, samples: Any, n_it: Any,
+                  exact: bool) -> dict[str, Any]:
+        b = self._bounds(mu, lag, samples, n_it, "piecewise", "auto", exact)
+        eta_max = np.minimum(b["eta_t"], b["eta_c"])
+        with np.errstate(divide="ignore"):
+            m_t, m_c = np.log(b["eta_t"] / lr), np.log(b["eta_c"] / lr)
+        prob = ndtr(m_t / b["sig_t"]) * np.where(np.isfinite(m_c), ndtr(m_c / b["sig_c"]), 1.0)
+        layer = np.array(["theory", "calibration"])[(b["eta_c"] < b["eta_t"]).view(np.int8)]
+        return dict(stable=eta_max > lr, margin=np.log(eta_max / lr), probability=prob,
+                    max_learning_rate=eta_max, layer=layer, note=b["note"], eta_t=b["eta_t"],
+                    eta_c=b["eta_c"])
+
+    def _details(self, lr: FloatArray, mu: FloatArray, lag: Any, stable: Any
+                 ) -> tuple[npt.NDArray[np.object_], FloatArray, FloatArray]:
+        z1, z2 = _multiplier_pair(lr * self._k, mu, self._rc, lag)
+        zeta, tau = _damping_and_time(z1, z2)
+        return _regime_of(zeta, stable), zeta, tau
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (stiffness summary, edge, settings; the problem if any).
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> from advisor.stability import StabilityModel
+            >>> est = SimpleNamespace(stiffness=0.5, stiffness_current=1.25,
+            ...                       stiffness_sampler=-0.75, std_error=0.01)
+            >>> d = StabilityModel(est).to_dict()
+            >>> StabilityModel.from_dict(d).to_dict() == d
+            True
+        """
+        problem = None
+        if self.problem is not None:
+            problem = {f.name: getattr(self.problem, f.name)
+                       for f in dataclasses.fields(self.problem)}
+            problem = {k: list(v) if isinstance(v, tuple) else v for k, v in problem.items()}
+        return {
+            "estimate": {"stiffness": self._k, "stiffness_current": self._rc * self._k
+                         if self._split_measured else None,
+                         "stiffness_sampler": (1.0 - self._rc) * self._k
+                         if self._split_measured else None,
+                         "std_error": self._se},
+            "edge": None if self.edge is None else dataclasses.asdict(self.edge),
+            "problem": problem,
+            "nonlinear_check": self._nonlinear, "batch_exponent": self._batch_exponent,
+            "refresh_exponent": self._refresh_exponent, "safety": self._safety,
+            "optimizer": self.optimizer, "simulation_steps": self._sim_steps,
+            "horizon_steps": self._horizon,
+            "defaults": self._defaults, "num_processes": self._num_processes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Rebuild a model from `to_dict` output (the estimate becomes a 4-number summary).
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> from advisor.stability import StabilityModel
+            >>> est = SimpleNamespace(stiffness=0.5, stiffness_current=None,
+            ...                       stiffness_sampler=None, std_error=0.0)
+            >>> import warnings
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore")
+            ...     m = StabilityModel.from_dict(StabilityModel(est).to_dict())
+            >>> m.current_fraction
+            0.0
+        """
+        d = dict(data)
+        est = _StiffnessSummary(**d.pop("estimate"))
+        edge = d.pop("edge")
+        problem = d.pop("problem")
+        if problem is not None:
+            from advisor.bandit import BanditProblem
+
+            problem = BanditProblem(**problem)
+        return cls(est, edge=None if edge is None else EdgeEstimate(**edge), problem=problem,
+                   **d)

@@ -1,0 +1,106 @@
+"""Nonlinear check: the first divergent learning rate of a known bandit, by simulation.
+
+The exact linear test over-predicts the edge of the importance-ratio (and logprob) surrogates with
+piecewise refresh (1.4-2.4x at mu >= 0.5, bandit-findings.md section 9), and with more than one
+mode (bandits with > 2 arms) a scalar (K, K_c) cannot be exact. Where the `advisor.bandit`
+problem is known, its mean-field reduction is simulated instead (milliseconds per config).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from advisor.dynamics import Regime
+from advisor.stability._theory import FloatArray
+
+
+# Scan points per decade of learning rate before bisection: the ratio surrogate has stable
+# islands above its edge, so a coarse scan can step over the first divergent band.
+_SIM_PER_DECADE = 20
+_SIM_BISECT = 8
+_SIM_CHUNK = 2048  # configs per simulate call (bounded memory)
+
+
+def scan_lattice(low: Any, high: Any, *, per_decade: int = _SIM_PER_DECADE) -> FloatArray:
+    """Learning rates ``10^(j / per_decade)`` covering ``[low, high]`` per row, shape ``(n, m)``.
+
+    The points lie on one absolute lattice, so scans of one problem built from different
+    estimates of K (a pilot's, the Jacobian's) test the SAME learning rates: a narrow divergent
+    band is then hit or missed by both, and their edges differ only by the bisection tolerance.
+    Rows are padded upward to a common length (extra points lie above ``high``).
+
+    Example:
+        >>> scan_lattice([0.1], [1.0], per_decade=4).round(4).tolist()
+        [[0.1, 0.1778, 0.3162, 0.5623, 1.0]]
+    """
+    lo = np.atleast_1d(np.asarray(low, float))
+    hi = np.atleast_1d(np.asarray(high, float))
+    j0 = np.floor(per_decade * np.log10(lo) + 1e-9)
+    j1 = np.ceil(per_decade * np.log10(hi) - 1e-9)
+    n = max(2, int((j1 - j0).max()) + 1)
+    return 10.0 ** ((j0[:, None] + np.arange(n)[None, :]) / per_decade)
+
+
+def nonlinear_regime(mu: FloatArray, lag: Any, *, scheme: str, surrogate: str,
+                     problem_known: bool) -> Any:
+    """Where the linear test over-predicts: ratio/logprob surrogate, piecewise, K_ref > 1.
+
+    Over-prediction is 1.4-2.4x at mu >= 0.5 (false-safe 18-34%) and a few percent at
+    mu = 0 (false-safe 3%), bandit-findings.md section 5. A known bandit is simulated at every
+    mu; without it the safety factor is applied at mu >= 0.5 only.
+    """
+    if scheme != "piecewise" or surrogate not in ("ratio", "logprob"):
+        return np.zeros(mu.shape, bool)
+    low = 0.0 if problem_known else 0.5
+    return (mu >= low) & (np.asarray(lag) > 1)
+
+
+def simulated_edge(problem: Any, mu: FloatArray, lag: Any, *, scheme: str, eta_lin: FloatArray,
+                   wide: bool, stiffness: float, n_steps: int,
+                   cache: dict[tuple[Any, ...], float]) -> FloatArray:
+    """First divergent lr of the simulated bandit (scan + geometric bisection), cached.
+
+    ``wide=False`` scans [eta_lin/16, eta_lin] (the linear bound is an upper bound there);
+    ``wide=True`` scans the whole range where a run can settle, [30(1-mu)/(K N), 8(1+mu)/K].
+    """
+    from advisor.bandit import simulate
+
+    keys = [(round(float(m), 12), int(g), scheme, wide) for m, g in zip(mu, lag, strict=True)]
+    todo = sorted({k for k in keys if k not in cache})
+    if not todo:
+        return np.array([cache[k] for k in keys])
+    m = np.array([k[0] for k in todo])
+    g = np.array([k[1] for k in todo])
+    first_eta = dict(zip(keys, eta_lin, strict=True))
+    hi = np.array([first_eta[k] for k in todo])
+    lo = hi / 16.0
+    if wide:
+        lo = 30.0 * (1.0 - m) / (stiffness * n_steps)
+        hi = np.maximum(8.0 * (1.0 + m) / stiffness, 2.0 * lo)
+    grid = scan_lattice(lo, hi)
+    n = grid.shape[1]
+
+    def diverged(eta: FloatArray, mom: FloatArray, ref: Any) -> Any:
+        out = np.empty(eta.size, bool)
+        for i in range(0, eta.size, _SIM_CHUNK):
+            sl = slice(i, i + _SIM_CHUNK)
+            run = simulate(problem, learning_rate=eta[sl], momentum=mom[sl],
+                           refresh_interval=ref[sl], refresh_scheme=scheme, n_steps=n_steps)
+            out[sl] = [r is Regime.DIVERGENT for r in run.regimes()]
+        return out
+
+    bad = diverged(grid.ravel(), np.repeat(m, n), np.repeat(g, n)).reshape(grid.shape)
+    first = np.where(bad.any(1), bad.argmax(1), n)
+    result = np.where(first == n, hi, grid[:, 0])
+    rows = np.flatnonzero((first > 0) & (first < n))
+    if rows.size:
+        a, b = grid[rows, first[rows] - 1], grid[rows, first[rows]]
+        for _ in range(_SIM_BISECT):
+            mid = np.sqrt(a * b)
+            d = diverged(mid, m[rows], g[rows])
+            a, b = np.where(d, a, mid), np.where(d, mid, b)
+        result[rows] = b
+    cache.update({k: float(r) for k, r in zip(todo, result, strict=True)})
+    return np.array([cache[k] for k in keys])

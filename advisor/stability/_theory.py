@@ -1,0 +1,292 @@
+"""Theory layer: the exact discrete linear stability test and the closed forms.
+
+Conventions (symbols used by the private kernels; arrays broadcast over configs, shape ``(n,)``):
+    eta    learning rate; K stiffness (relaxation rate of the mean reward per unit lr);
+    K_c, K_o = current-policy / sampling-policy parts of K (K = K_c + K_o); rc = K_c / K;
+    a      = eta * K, the dimensionless per-step rate at zero momentum;
+    mu     heavy-ball momentum (0 for AdamW: adam_beta1 is an EMA and does not enter);
+    K_ref  refresh interval (piecewise scheme); d = sliding lag.
+
+The update linearised at the fixed point is
+
+.. math::
+    e_{k+1} = (1 + \\mu - \\eta K_c) e_k - \\mu e_{k-1} - \\eta K_o e_{old}(k).
+
+Sliding lag ``e_old = e_{k-d}``: stable iff every root of
+``z^{d+1} - (1+mu-eta K_c) z^d + mu z^{d-1} + eta K_o`` lies inside the unit circle.
+Piecewise refresh every K_ref steps (GRPO): stable iff the Floquet monodromy ``S^{K_ref} R`` has
+spectral radius < 1, with ``S = [[1+mu-eta K_c, -mu, -eta K_o], [1,0,0], [0,0,1]]`` and ``R``
+copying e_k into e_old. The on-policy bound ``eta K < 2(1+mu)`` always applies; with a training
+horizon, oscillating modes must also settle within it (research notes theory.md section 2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from advisor._validation import check_int
+from advisor._validation import check_interval
+from advisor._validation import check_options
+from advisor.dynamics import Regime
+
+
+FloatArray = npt.NDArray[np.float64]
+Scheme = Literal["piecewise", "sliding"]
+
+_STABLE_TOL = 1e-12
+_N_SCAN = 48  # log-spaced scan points per config before bisection (ratio ~1.2 between points)
+_N_BISECT = 36
+
+
+def _piecewise_pair(
+    a: Any, mu: Any, rc: Any, kref: Any
+) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+    """Dominant and second Floquet multiplier of ``S^{K_ref} R``, in one pass.
+
+    S acts on (e_k, e_{k-1}) as the affine map ``v -> A v + e_old b``; powers are taken by
+    binary exponentiation on the six entries (A, b) elementwise, which is ~10x faster than
+    batched 3x3 matmul for 10^6 configs.
+    """
+    a, mu, rc, kref = np.broadcast_arrays(a, mu, rc, kref)
+    shape = a.shape
+    a, mu, rc, kref = (np.ascontiguousarray(v).ravel() for v in (a, mu, rc, kref))
+    one, zero = np.ones_like(a), np.zeros_like(a)
+    base = (1.0 + mu - a * rc, -mu, one, zero, -a * (1.0 - rc), zero)  # A00 A01 A10 A11 b0 b1
+    acc = (one, zero, zero, one, zero, zero)
+    with np.errstate(all="ignore"):
+        for bit in range(int(kref.max()).bit_length()):
+            sel = ((kref >> bit) & 1).astype(bool)
+            if sel.any():
+                prod = _affine_compose(acc, base)
+                acc = tuple(np.where(sel, p, q) for p, q in zip(prod, acc, strict=True))
+            base = _affine_compose(base, base)
+        # M = S^K R has a zero third column, so its nonzero spectrum is that of the 2x2 block
+        # [[A00 + b0, A01], [A10 + b1, A11]].
+        m00, m01, m10, m11 = acc[0] + acc[4], acc[1], acc[2] + acc[5], acc[3]
+        tr, det = m00 + m11, m00 * m11 - m01 * m10
+        disc = np.sqrt((tr * tr - 4.0 * det).astype(np.complex128))
+        l1, l2 = (tr + disc) / 2.0, (tr - disc) / 2.0
+        first = np.abs(l1) >= np.abs(l2)
+        dom, sub = np.where(first, l1, l2), np.where(first, l2, l1)
+    dom = np.where(np.isfinite(dom), dom, np.inf + 0j)
+    sub = np.where(np.isfinite(sub), sub, np.inf + 0j)
+    return dom.reshape(shape), sub.reshape(shape)
+
+
+def _piecewise_multiplier(
+    a: Any, mu: Any, rc: Any, kref: Any, *, second: bool = False
+) -> npt.NDArray[np.complex128]:
+    """Dominant (or, with ``second``, the other) Floquet multiplier of ``S^{K_ref} R``."""
+    return _piecewise_pair(a, mu, rc, kref)[1 if second else 0]
+
+
+def _affine_compose(
+    p: tuple[FloatArray, ...], q: tuple[FloatArray, ...]
+) -> tuple[FloatArray, ...]:
+    """(A_p, b_p) o (A_q, b_q) = (A_p A_q, A_p b_q + b_p) for the (e_k, e_{k-1}) affine maps."""
+    p00, p01, p10, p11, pb0, pb1 = p
+    q00, q01, q10, q11, qb0, qb1 = q
+    return (
+        p00 * q00 + p01 * q10, p00 * q01 + p01 * q11,
+        p10 * q00 + p11 * q10, p10 * q01 + p11 * q11,
+        p00 * qb0 + p01 * qb1 + pb0, p10 * qb0 + p11 * qb1 + pb1,
+    )
+
+
+def _sliding_roots_batch(
+    a: Any, mu: Any, rc: Any, lag: Any
+) -> tuple[npt.NDArray[np.complex128], FloatArray, FloatArray]:
+    """Dominant root, spectral radius and radius of the oscillating roots per config.
+
+    Roots are companion-matrix eigenvalues, batched by lag. "Oscillating" means any root that is
+    not real and positive (complex, or negative real).
+    """
+    a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
+    shape = a.shape
+    a, mu, rc, lag = (np.ascontiguousarray(v).ravel() for v in (a, mu, rc, lag))
+    dom = np.empty(a.size, np.complex128)
+    rho, rho_osc = np.empty(a.size), np.empty(a.size)
+    for d in np.unique(lag):
+        idx = np.flatnonzero(lag == d)
+        deg = int(d) + 1 if d > 0 else 2
+        comp = np.zeros((idx.size, deg, deg))
+        comp[:, np.arange(1, deg), np.arange(deg - 1)] = 1.0  # sub-diagonal shift
+        if d == 0:
+            comp[:, 0, 0], comp[:, 0, 1] = 1.0 + mu[idx] - a[idx], -mu[idx]
+        else:
+            comp[:, 0, 0] = 1.0 + mu[idx] - a[idx] * rc[idx]
+            comp[:, 0, 1] = -mu[idx]
+            comp[:, 0, deg - 1] -= a[idx] * (1.0 - rc[idx])
+        roots = np.linalg.eigvals(comp)
+        mod = np.abs(roots)
+        dom[idx] = np.take_along_axis(roots, mod.argmax(1)[:, None], 1)[:, 0]
+        rho[idx] = mod.max(1)
+        osc = (np.abs(roots.imag) > 1e-9 * np.maximum(mod, 1e-300)) | (roots.real < 0)
+        rho_osc[idx] = np.where(osc, mod, 0.0).max(1)
+    return dom.reshape(shape), rho.reshape(shape), rho_osc.reshape(shape)
+
+
+def _radii(a: Any, mu: Any, rc: Any, lag: Any, scheme: str) -> tuple[FloatArray, FloatArray]:
+    """Per-step spectral radius, and the radius of the oscillating multipliers only."""
+    if scheme == "sliding":
+        _, rho, rho_osc = _sliding_roots_batch(a, mu, rc, lag)
+        return rho, rho_osc
+    l1, l2 = _piecewise_pair(a, mu, rc, lag)
+    with np.errstate(all="ignore"):
+        r1, r2 = np.abs(l1) ** (1.0 / lag), np.abs(l2) ** (1.0 / lag)
+    osc1 = (np.abs(l1.imag) > 0) | (l1.real < 0)
+    osc2 = (np.abs(l2.imag) > 0) | (l2.real < 0)
+    rho_osc = np.maximum(np.where(osc1, r1, 0.0), np.where(osc2, r2, 0.0))
+    return np.where(np.isfinite(r1), r1, np.inf), np.where(np.isfinite(rho_osc), rho_osc, np.inf)
+
+
+def _is_stable(a: Any, mu: Any, rc: Any, lag: Any, scheme: str, rho_osc_max: float = 1.0
+               ) -> Any:
+    """Linear stability; with ``rho_osc_max < 1`` oscillating modes must also settle."""
+    rho, rho_osc = _radii(a, mu, rc, lag, scheme)
+    return (rho < 1.0 - _STABLE_TOL) & (rho_osc < rho_osc_max) & (a < 2.0 * (1.0 + mu))
+
+
+def settling_radius(horizon_steps: int, *, tolerance: float = 0.01) -> float:
+    """Largest per-step radius of an oscillating mode that settles within a horizon.
+
+    A mode settles when it has decayed to ``tolerance`` of the initial gap by 90% of the run,
+    ``rho^(0.9 N) <= tolerance`` (the convergence rule of bandit-findings.md section 5).
+
+    Example:
+        >>> round(settling_radius(2000), 5)
+        0.99744
+    """
+    n = check_int("horizon_steps", horizon_steps, low=1)
+    tol = check_interval("tolerance", tolerance, low=0.0, high=1.0, low_closed=False,
+                         high_closed=False)
+    return float(tol ** (1.0 / (0.9 * n)))
+
+
+def critical_rate(
+    momentum: Any,
+    lag: Any,
+    *,
+    current_fraction: Any = 0.0,
+    refresh_scheme: Scheme = "piecewise",
+    horizon_steps: int | None = None,
+) -> FloatArray:
+    """Exact critical per-step rate ``a* = eta* K`` of the linearised update, vectorised.
+
+    Scans a log grid of ``a`` below the on-policy bound ``2(1 + mu)`` and bisects the first
+    unstable cell, so the result is the edge of the stable region that contains ``a -> 0``.
+
+    Args:
+        momentum: Heavy-ball momentum mu in [0, 1), array-like.
+        lag: Refresh interval K_ref >= 1 (piecewise) or sliding lag d >= 0, integer array-like.
+        current_fraction: K_c / K, the current-policy share of the stiffness (0 = pure delay).
+        refresh_scheme: ``"piecewise"`` (GRPO refresh every K_ref steps) or ``"sliding"``.
+        horizon_steps: If given, an oscillating mode must also settle within this many steps
+            (`settling_radius`); slow monotone relaxation is never called unstable.
+
+    Returns:
+        ``a*`` broadcast to the common shape of the inputs.
+
+    Example:
+        >>> round(float(critical_rate(0.0, 4)[()]), 6)  # pure delay, mu = 0: eta K K_ref < 2
+        0.5
+    """
+    check_options("refresh_scheme", refresh_scheme, ("piecewise", "sliding"))
+    rho_max = 1.0 if horizon_steps is None else settling_radius(horizon_steps)
+    mu, lag_arr, rc = np.broadcast_arrays(
+        np.asarray(momentum, float), np.asarray(lag), np.asarray(current_fraction, float)
+    )
+    lag_arr = np.asarray(np.rint(lag_arr), np.int64)
+    shape = mu.shape
+    mu, lag_arr, rc = (np.ascontiguousarray(v).ravel() for v in (mu, lag_arr, rc))
+    hi = 2.0 * (1.0 + mu)
+    lo = 1e-3 * (1.0 - mu) / np.maximum(lag_arr, 1)
+    t = np.linspace(0.0, 1.0, _N_SCAN)
+    grid = lo[:, None] * (hi / lo)[:, None] ** t[None, :]  # (n, N_SCAN)
+    ok = _is_stable(grid, mu[:, None], rc[:, None], lag_arr[:, None], refresh_scheme, rho_max)
+    bad = ~ok
+    first = np.where(bad.any(1), bad.argmax(1), _N_SCAN)
+    result = hi.copy()
+    inner = (first > 0) & (first < _N_SCAN)
+    result[first == 0] = lo[first == 0]
+    if inner.any():
+        rows = np.flatnonzero(inner)
+        left, right = grid[rows, first[rows] - 1], grid[rows, first[rows]]
+        for _ in range(_N_BISECT):
+            mid = np.sqrt(left * right)
+            st = _is_stable(mid, mu[rows], rc[rows], lag_arr[rows], refresh_scheme, rho_max)
+            left, right = np.where(st, mid, left), np.where(st, right, mid)
+        result[rows] = right
+    return result.reshape(shape)
+
+
+def closed_form_rate(momentum: Any, lag: Any) -> FloatArray:
+    """The paper's closed-form edge ``eta K K_ref = 1 - mu`` as ``a* = (1 - mu) / K_ref``.
+
+    Kept for comparison only (arXiv 2606.30789, Proposition 9); a lag of 0 gives ``inf``.
+
+    Example:
+        >>> round(float(closed_form_rate(0.8, 4)[()]), 6)
+        0.05
+    """
+    mu, lag_arr = np.broadcast_arrays(np.asarray(momentum, float), np.asarray(lag, float))
+    with np.errstate(divide="ignore"):
+        return np.where(lag_arr > 0, (1.0 - mu) / np.where(lag_arr > 0, lag_arr, 1.0), np.inf)
+
+
+def _pure_delay_sliding_rate(lag: float, momentum: float) -> float:
+    """Semi-closed form of the pure-delay sliding edge (bandit-findings.md section 4)."""
+    from scipy.optimize import brentq
+
+    def phase(w: float) -> float:
+        return (lag - 0.5) * w + math.atan2(math.sin(w), math.cos(w) - momentum) - math.pi / 2
+
+    w = brentq(phase, 1e-12, math.pi - 1e-12)
+    return 2.0 * math.sin(w / 2.0) * abs(complex(math.cos(w) - momentum, math.sin(w)))
+
+
+def _damping_and_time(z_dom: Any, z_sub: Any) -> tuple[FloatArray, FloatArray]:
+    """Damping ratio and time constant (steps) of the dominant per-step multipliers.
+
+    A complex (or negative) dominant multiplier ``z = exp(s)`` gives ``zeta = -Re s / |s|``; two
+    real positive ones give the overdamped ``zeta = -(s1 + s2) / (2 sqrt(s1 s2)) >= 1``
+    (``inf`` for a first-order mode). The time constant is ``-1 / ln|z_dom|``.
+    """
+    z1, z2 = np.asarray(z_dom, np.complex128), np.asarray(z_sub, np.complex128)
+    with np.errstate(all="ignore"):
+        s1 = np.log(z1)
+        osc = np.abs(s1.imag) > 1e-12
+        zeta_osc = -s1.real / np.abs(s1)
+        l1, l2 = np.log(np.abs(z1)), np.log(np.abs(z2))
+        zeta_real = np.where(np.isfinite(l2), -(l1 + l2) / (2.0 * np.sqrt(l1 * l2)), np.inf)
+        zeta = np.where(osc, zeta_osc, zeta_real)
+        tau = np.where(l1 < 0, -1.0 / l1, np.inf)
+    return np.asarray(zeta, float), np.asarray(tau, float)
+
+
+def _multiplier_pair(
+    a: Any, mu: Any, rc: Any, lag: Any
+) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+    """The two largest-modulus per-step multipliers of the piecewise-refresh system."""
+    a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
+    lam1, lam2 = _piecewise_pair(a, mu, rc, lag)
+    with np.errstate(all="ignore"):
+        return lam1 ** (1.0 / lag), lam2 ** (1.0 / lag)
+
+
+def _regime_of(zeta: FloatArray, stable: Any) -> npt.NDArray[np.object_]:
+    """Regime from the dominant damping ratio, calibrated to a 1% dead zone.
+
+    A mode released from rest overshoots visibly (> 1% of the rise) iff zeta < 0.826 and crosses
+    back visibly iff zeta < 0.591 (``proto/linear_theory.zeta_class``; bandit-findings.md 5).
+    """
+    codes = np.where(zeta < 0.591, 2, np.where(zeta < 0.826, 1, 0))
+    codes = np.where(stable, codes, 3)
+    table = np.array([Regime.MONOTONE, Regime.OVERSHOOT, Regime.OSCILLATORY, Regime.DIVERGENT],
+                     dtype=object)
+    return np.asarray(table[codes], dtype=object)
