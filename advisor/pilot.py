@@ -598,7 +598,9 @@ def _bracket(scan: _Scan, purpose: Purpose, start_lr: float, ratio: float, n_lev
         if level(lo, scan.ctx["seeds"], steps[1]):
             scan.force = False
             return lo, hi, hi_full
-        lo, hi, hi_full = lo / step, lo, True
+        # first down by the bisection step; a second failure means the short runs were far
+        # off, so then by the ladder's half step
+        lo, hi, step, hi_full = lo / step, lo, max(step, math.sqrt(ratio)), True
     raise AdvisorError(f"No learning rate above {lo:g} was stable for every seed; the edge is "
                        "dominated by seed noise. Raise the batch size or use more seeds.")
 
@@ -752,7 +754,7 @@ def run_pilot(
             f"{scan.cost} without bracketing it). Raise budget_steps, lower horizon_steps, or "
             "start closer to the edge with args.learning_rate.") from None
     scan.limit = budget - 2 * short
-    brackets = _second_points(scan, lo, hi, second, ratio, n_refine, (short, horizon))
+    brackets = _second_points(scan, lo, hi, second, ratio, n_levels, n_refine, (short, horizon))
     # stiffness: on-policy curves at lo/2 and lo/4, below the saturation that sets in above
     # about half the edge (real-trl-findings.md section 6.5); two rates check linearity. They
     # run even past the budget (at least scan_steps each), and the overrun is reported.
@@ -817,8 +819,9 @@ def _edge(scan: _Scan, k: float, lo: float, hi: float, hi_full: bool, optimizer:
 
 
 def _second_points(scan: _Scan, lo: float, hi: float,
-                   points: Mapping[str, tuple[int, int] | None], ratio: float, n_refine: int,
-                   steps: tuple[int, int]) -> list[tuple[str, tuple[int, int], tuple]]:
+                   points: Mapping[str, tuple[int, int] | None], ratio: float, n_levels: int,
+                   n_refine: int, steps: tuple[int, int]
+                   ) -> list[tuple[str, tuple[int, int], tuple]]:
     """Edge brackets (in lr) at another batch or refresh interval, for the exponents."""
     out: list[tuple[str, tuple[int, int], tuple]] = []
     for purpose, cond in points.items():
@@ -826,11 +829,12 @@ def _second_points(scan: _Scan, lo: float, hi: float,
             continue
         factor, refresh = cond
         try:  # start above the expected edge: batch exponent <= 1, refresh exponent ~0
-            found = _bracket(scan, purpose, math.sqrt(lo * hi) * factor, ratio, 4, n_refine,
-                             steps, batch_factor=factor, refresh=refresh)
-        except _BudgetExhausted:
-            _warn(f"the budget ran out before the second {purpose} point; its exponent keeps "
-                  "the conservative default (raise budget_steps).")
+            found = _bracket(scan, purpose, math.sqrt(lo * hi) * factor, ratio, n_levels,
+                             n_refine, steps, batch_factor=factor, refresh=refresh)
+        except (_BudgetExhausted, AdvisorError) as exc:
+            scan.force = False
+            _warn(f"the second {purpose} point found no edge ({exc or 'budget exhausted'}); "
+                  "its exponent keeps the conservative default (raise budget_steps).")
             continue
         out.append((purpose, cond, found))
     return out

@@ -169,7 +169,11 @@ class StableRegionSampler(BaseSampler):
         defaults: Values of knobs that are not searched (e.g. ``per_device_train_batch_size``).
         safety_margin: Log-margin ``m >= 0`` below the edge: ``eta <= s eta_max e^{-m}``.
         min_damping_ratio: Floor on the predicted damping ratio zeta (e.g. 1.0 = no overshoot).
-        alpha: Chance constraint: P(stable) >= 1 - alpha, alpha in (0, 1).
+        alpha: Chance constraint: P(stable) >= 1 - alpha, alpha in (0, 1), from the model's
+            uncertainty about the edge; None turns it off (the margin alone). alpha bounds each
+            trial's collapse probability, and a sweep that learns where the fast configurations
+            are puts many trials at the cap, so the share of collapsed trials approaches alpha:
+            the default 0.02 is the 2% of trials a sweep can afford to lose.
         online_update: Recompute the edge factor from the finished trials (module docstring).
         max_time_constant: Skip learning rates too small to matter: the lowest sampled rate is
             the one whose predicted time constant is this many optimizer steps (None: the
@@ -219,7 +223,7 @@ class StableRegionSampler(BaseSampler):
         defaults: Mapping[str, Any] | None = None,
         safety_margin: float = 0.1,
         min_damping_ratio: float | None = None,
-        alpha: float | None = None,
+        alpha: float | None = 0.02,
         online_update: bool = True,
         max_time_constant: float | None = None,
         edge_bias: float = 1.0,
@@ -405,17 +409,17 @@ class StableRegionSampler(BaseSampler):
             >>> import optuna
             >>> from optuna.distributions import FloatDistribution as F
             >>> from types import SimpleNamespace
-            >>> class Edge:  # eta_max = 0.1 (1 - mu); tau = (1 - mu) / (10 lr)
+            >>> class Edge:  # eta_max = 0.1 (1 - mu); tau = 1 / (10 lr)
             ...     def assess(self, p):
             ...         mu, lr = p.get("momentum", 0.0), p["learning_rate"]
             ...         return SimpleNamespace(max_learning_rate=0.1 * (1 - mu),
             ...             probability=0.9, regime="monotone", damping_ratio=1.0,
-            ...             time_constant=(1 - mu) / (10 * lr))
+            ...             time_constant=1 / (10 * lr))
             >>> space = {"momentum": F(0.0, 0.9), "learning_rate": F(1e-4, 1.0, log=True)}
             >>> sampler = StableRegionSampler(model=Edge(), search_space=space,
-            ...                               safety_margin=0.0)
+            ...                               safety_margin=0.0, alpha=None)
             >>> best = sampler.predicted_fastest(optuna.create_study(), space)
-            >>> best["momentum"], round(best["learning_rate"], 6)  # rate 100 at every mu
+            >>> best["momentum"], round(best["learning_rate"], 6)  # rate 100 (1 - mu) at the cap
             (0.0, 0.1)
         """
         lr_dist = search_space[LR]
@@ -432,8 +436,9 @@ class StableRegionSampler(BaseSampler):
             if math.isfinite(rate):
                 ranked.append((-rate, i, combo, lr))
         if not ranked:
-            raise ValueError("no knob combination on the guide grid has a stable learning "
-                             "rate in range")
+            raise ValueError("`search_space` must hold a knob combination with a stable "
+                             "learning rate in range, got none on the guide grid. Lower "
+                             "`safety_margin`, raise `alpha` or lower the learning-rate bound.")
         ranked.sort(key=lambda r: (r[0], r[1]))
         _, _, combo, lr = ranked[min(rank, len(ranked) - 1)]
         return {**combo, LR: lr}
@@ -503,11 +508,6 @@ class StableRegionSampler(BaseSampler):
                       zeta=zeta, time_constant=tau,
                       regime=np.asarray(out["regime"][n:], dtype=object))
 
-    def _edges(self, fixed: Mapping[str, Any], cand: Mapping[str, list[Any]],
-               n: int) -> np.ndarray:
-        out = self._query(fixed, np.full(n, 1e-12), extra=cand)
-        return np.asarray(out["max_learning_rate"], dtype=float)
-
     def _edge_scale(self, study: Study) -> float:
         """Online edge factor from the finished trials in the storage (module docstring).
 
@@ -571,8 +571,11 @@ class StableRegionSampler(BaseSampler):
         n = self._n_candidates
         cand = {k: _draw(space[k], self._rng, n) for k in names}
         fixed = self._knobs({k: v for k, v in params.items() if k not in names})
-        tops = self._edges(fixed, cand, n)
+        out = self._query(fixed, np.full(n, lr_dist.low / scale), extra=cand)
+        tops = np.asarray(out["max_learning_rate"], dtype=float)
         ok = scale * tops * math.exp(-self._margin) >= lr_dist.low
+        if self._alpha is not None:  # the chance constraint must hold at the lowest rate too
+            ok &= np.asarray(out["probability"], dtype=float) >= 1.0 - self._alpha
         if not ok.any():
             self._warn(f"no stable knob combination found for trial {number} "
                        f"among {n} candidates; it runs at the lowest learning rate and is "

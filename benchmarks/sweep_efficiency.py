@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -63,19 +64,20 @@ class Args:
     """trials per study"""
     n_steps: int = 300
     """optimizer steps per trial"""
-    value_steps: int = 150
-    """the value is the mean reward of the current policy over these first steps"""
+    value_steps: int = 50
+    """the value is the mean reward of the current policy over these first steps (first sixth;
+    150 was used before: it saturates, see the results file)"""
     log_every: int = 10
     """TRL-style logging: the reported reward is the mean over each window"""
     lr_low: float = 1e-3
     lr_high: float = 1e2
     budget_trials: float = 10.0
     """fixed budget for 'best at budget', in full trials at G = 8"""
-    pilot_steps: int = 80
+    pilot_steps: int = 40
     tau_fraction: float = 6.0
     safety_margin: float = 0.1
     """(iv) log-margin below the predicted edge"""
-    alpha: float = 0.05
+    alpha: float = 0.02
     edge_bias: float = 3.0
     pruner_percentile: float = 0.0
     """(iv) TrajectoryPruner reference: 0 = the best completed trial, else this percentile"""
@@ -86,7 +88,7 @@ class Args:
     pilot_ratio: float = 3.0
     """learning-rate ratio between pilot scan levels"""
     methods: str = ("tpe_median,random_hyperband,tpe_closed_form,stable_trajectory,"
-                    "stable_trajectory_safe")
+                    "stable_trajectory_noguide,stable_trajectory_margin")
     out: str = "benchmarks/results/sweep_efficiency.md"
     n_guided_trials: int = 1
     """(iv) trials that start at the model's predicted-fastest stable configuration"""
@@ -99,6 +101,10 @@ class Args:
     """optimizer steps per TRL trial (128 completions each)"""
     trl_lr_low: float = 1e-6
     trl_lr_high: float = 1e-1
+    trl_pilot_horizon: int = 30
+    """pilot confirmation-run length (scan runs: half, at least 20): a small usable pilot"""
+    trl_methods: str = ("tpe_median,random_hyperband,tpe_closed_form,stable_trajectory,"
+                        "stable_trajectory_noguide")
     trl_out: str = "benchmarks/results/sweep_efficiency_trl.md"
 
 
@@ -109,7 +115,13 @@ SPACE = {
 }
 LABELS = {"tpe_median": "(i) TPE + Median", "random_hyperband": "(ii) Random + Hyperband",
           "tpe_closed_form": "(iii) TPE + closed form", "stable_trajectory": "(iv) this plugin",
-          "stable_trajectory_safe": "(iv-b) this plugin, alpha"}
+          "stable_trajectory_noguide": "(iv-b) plugin, no guided start",
+          "stable_trajectory_margin": "(iv-c) plugin, margin only (alpha off)"}
+PLUGIN_OPTIONS = {  # (iv) is the sampler's defaults; (iv-b), (iv-c) are ablations
+    "stable_trajectory": {},
+    "stable_trajectory_noguide": {"n_guided_trials": 0},
+    "stable_trajectory_margin": {"alpha": None},
+}
 
 
 def parse_args() -> Args:
@@ -305,12 +317,12 @@ def make_study(method: str, args: Args, pilot: Pilot, seed: int) -> optuna.Study
                                       seed=seed, safety_margin=0.0, online_update=False)
         pruner = median
     elif method.startswith("stable_trajectory") and pilot.model is not None:
-        sampler = StableRegionSampler(model=pilot.model, search_space=space, seed=seed,
-                                      max_time_constant=args.value_steps / args.tau_fraction,
-                                      safety_margin=args.safety_margin,
-                                      edge_bias=args.edge_bias,
-                                      n_guided_trials=args.n_guided_trials,
-                                      alpha=args.alpha if method.endswith("_safe") else None)
+        sampler = StableRegionSampler(**{
+            "model": pilot.model, "search_space": space, "seed": seed,
+            "max_time_constant": args.value_steps / args.tau_fraction,
+            "safety_margin": args.safety_margin, "edge_bias": args.edge_bias,
+            "n_guided_trials": args.n_guided_trials, "alpha": args.alpha,
+            **PLUGIN_OPTIONS[method]})
         pruner = TrajectoryPruner(n_warmup_steps=50, n_steps=args.value_steps,
                                   statistic="mean", percentile=args.pruner_percentile or None)
     else:  # the pilot failed: the method degrades to plain TPE + Median (still pays the pilot)
@@ -333,11 +345,12 @@ def trial_records(study: optuna.Study, args: Args) -> list[tuple[float, float | 
 
 # ======================================================================= metrics
 def summarise(results: dict[str, list[dict[str, Any]]], p0s: list[float],
-              args: Args) -> dict[str, dict[str, Any]]:
+              args: Args, budget: float | None = None) -> dict[str, dict[str, Any]]:
     n = len(p0s)
     best_any = [max((v for m in results for rec in [results[m][i]["trials"]]
                      for _, v, _ in rec if v is not None), default=p0s[i]) for i in range(n)]
-    budget = args.budget_trials * args.n_steps * 8
+    if budget is None:
+        budget = args.budget_trials * args.n_steps * 8
     out = {}
     for m, studies in results.items():
         to90, best_at, frac = [], [], []
@@ -395,7 +408,7 @@ def run_trl(args: Args) -> None:
     from advisor.tasks import builtin_task
     from advisor.tasks import default_config
 
-    methods = args.methods.split(",")
+    methods = args.trl_methods.split(",")
     task = builtin_task()
     root = Path(tempfile.mkdtemp(prefix="sweep-trl-"))
     base = default_config(str(root / "trainer"), max_steps=args.trl_steps,
@@ -405,16 +418,21 @@ def run_trl(args: Args) -> None:
         warnings.simplefilter("ignore")
         pres = trl_pilot(task.model_path, list(task.reward_funcs), task.train_dataset, base,
                          processing_class=task.tokenizer, output_dir=root / "pilot",
-                         planned_steps=args.trl_steps, progress=False)
+                         planned_steps=args.trl_steps, horizon_steps=args.trl_pilot_horizon,
+                         scan_steps=max(20, args.trl_pilot_horizon // 2),
+                         budget_steps=max(3 * args.trl_steps,
+                                          4 * max(args.trl_pilot_horizon, 20)),
+                         progress=False)
     pilot_cost = float(sum(r.steps_done * r.samples_per_step for r in pres.runs))
     k = pres.stiffness.stiffness
     pilot_line = (f"pilot: {pres.cost_steps} optimizer steps = {pilot_cost / 1000:.1f}k "
                   f"completions, {pres.cost_seconds:.0f} s; K = {k:.3g} +- "
                   f"{pres.stiffness.std_error:.2g}; edge lr bracket "
                   f"{pres.edge_learning_rate[0]:.3g} - {pres.edge_learning_rate[2]:.3g}")
-    print(pilot_line, file=sys.stderr)
+    print(pilot_line, f"(per-trial log: {root / 'trials.jsonl'})", file=sys.stderr)
     pilot = Pilot(pres.model(), k, pilot_cost, pres.message)
-    defaults = {"optim": str(getattr(base.optim, "value", base.optim)), "per_device_train_batch_size": TRL_BATCH,
+    defaults = {"optim": str(getattr(base.optim, "value", base.optim)),
+                "per_device_train_batch_size": TRL_BATCH,
                 "gradient_accumulation_steps": 1}
     p0 = float(task.base_success)
     space = trl_space(args)
@@ -444,11 +462,11 @@ def run_trl(args: Args) -> None:
                                               online_update=False, n_guided_trials=0)
                 pruner = median
             else:
-                sampler = StableRegionSampler(
-                    model=pilot.model, search_space=space, defaults=defaults, seed=seed,
-                    safety_margin=args.safety_margin, edge_bias=args.edge_bias,
-                    n_guided_trials=args.n_guided_trials,
-                    alpha=args.alpha if m.endswith("_safe") else None)
+                sampler = StableRegionSampler(**{
+                    "model": pilot.model, "search_space": space, "defaults": defaults,
+                    "seed": seed, "safety_margin": args.safety_margin,
+                    "edge_bias": args.edge_bias, "n_guided_trials": args.n_guided_trials,
+                    "alpha": args.alpha, **PLUGIN_OPTIONS[m]})
                 pruner = TrajectoryPruner(n_warmup_steps=20, n_steps=args.trl_steps,
                                           statistic="mean")
             study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
@@ -470,10 +488,19 @@ def run_trl(args: Args) -> None:
                 ok = t.state == TrialState.COMPLETE and not bad and t.value is not None \
                     and math.isfinite(t.value)
                 recs.append((float(steps * TRL_BATCH), t.value if ok else None, bad))
-            pays = m in ("tpe_closed_form", "stable_trajectory", "stable_trajectory_safe")
+            pays = m == "tpe_closed_form" or m.startswith("stable_trajectory")
             results[m].append({"trials": recs, "pilot_cost": pilot.cost if pays else 0.0})
+            with (root / "trials.jsonl").open("a") as fh:
+                for t in study.trials:
+                    fh.write(json.dumps({"method": m, "study": i, "number": t.number,
+                                         "state": t.state.name, "value": t.value,
+                                         "params": t.params, "last_step": t.last_step,
+                                         "attrs": {k: v for k, v in t.user_attrs.items()
+                                                   if not isinstance(v, (dict, list))}},
+                                        default=str) + "\n")
             best = max((v for _, v, _ in recs if v is not None), default=p0)
-            print(f"study {i} {m}: best {best:.3f} collapsed {sum(b for *_, b in recs)}/{len(recs)} "
+            n_bad = sum(b for *_, b in recs)
+            print(f"study {i} {m}: best {best:.3f} collapsed {n_bad}/{len(recs)} "
                   f"({time.time() - t0:.0f} s)", file=sys.stderr)
             write_trl(args, results, p0, pilot_line, time.time() - t0, i, m)
 
@@ -502,8 +529,8 @@ def write_trl(args: Args, results: dict[str, list[dict[str, Any]]], p0: float,
         lines.append("No study finished yet.")
     else:
         res = {m: r[:n] for m, r in results.items()}
-        summ = summarise(res, [p0] * n, dataclasses.replace(
-            args, n_steps=args.trl_steps, budget_trials=args.trl_trials / 2.0))
+        summ = summarise(res, [p0] * n, args,
+                         budget=args.trl_trials / 2.0 * args.trl_steps * TRL_BATCH)
         lines += ["| method | to 90%: median | IQR | reached | collapsed trials (pooled) | "
                   "best value: median | best at half budget: median | pilot cost |",
                   "|---|---:|---|---:|---:|---:|---:|---:|"]
@@ -546,7 +573,7 @@ if __name__ == "__main__":
         for m in methods:
             study = make_study(m, args, pilot, seed)
             study.optimize(make_objective(problem, args, seed), n_trials=args.n_trials)
-            pays = m in ("tpe_closed_form", "stable_trajectory", "stable_trajectory_safe")
+            pays = m == "tpe_closed_form" or m.startswith("stable_trajectory")
             results[m].append({"trials": trial_records(study, args),
                                "pilot_cost": pilot.cost if pays else 0.0})
         print(f"instance {i}: arms={problem.n_arms} beta={problem.beta} "

@@ -1,6 +1,8 @@
 """Sweep the exact GRPO bandit with StableRegionSampler + TrajectoryPruner (two changed lines).
 
-The study lives in SQLite under studies/ and resumes where it stopped: run it twice and the
+The first trial runs the model's predicted-fastest stable configuration (``n_guided_trials=1``,
+the default); the base sampler (TPE) explores inside the stable region from there. The study
+lives in SQLite under studies/ and resumes where it stopped: run it twice and the
 second run adds trials to the first. Each trial's prediction is in its ``advisor:`` user
 attributes (see them with ``optuna-dashboard sqlite:///studies/optuna-bandit.db``).
 
@@ -12,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 
 from advisor import StabilityModel
 from advisor import StableRegionSampler
@@ -20,6 +24,9 @@ from advisor import bandit
 
 
 N_STEPS = 300
+SPACE = {"momentum": FloatDistribution(0.0, 0.95),
+         "steps_per_generation": IntDistribution(1, 16),
+         "learning_rate": FloatDistribution(1e-3, 1e2, log=True)}
 problem = bandit.BanditProblem.reference()
 
 
@@ -34,7 +41,7 @@ def objective(trial: optuna.Trial) -> float:
         trial.report(float(reward[step]), step)
         if trial.should_prune():  # collapse (NaN / drop) or a hopeless trajectory
             raise optuna.TrialPruned()
-    return float(reward[: N_STEPS // 2].mean())  # how fast it learns
+    return float(reward[: N_STEPS // 6].mean())  # how fast it learns: the first sixth
 
 
 if __name__ == "__main__":
@@ -48,7 +55,7 @@ if __name__ == "__main__":
     study = optuna.create_study(
         study_name="optuna-bandit", storage="sqlite:///studies/optuna-bandit.db",
         load_if_exists=True, direction="maximize",
-        sampler=StableRegionSampler(model=model, seed=0),       # changed line 1
+        sampler=StableRegionSampler(model=model, search_space=SPACE, seed=0),  # changed line 1
         pruner=TrajectoryPruner(n_warmup_steps=60, n_steps=N_STEPS, statistic="mean"),  # 2
     )
     study.optimize(objective, n_trials=n_trials)

@@ -154,7 +154,7 @@ def test_base_sampler_sees_fraction_not_learning_rate() -> None:
 def test_lr_is_the_declared_map_of_the_fraction() -> None:
     # known value: eta = lo (upper / lo)^u with upper = eta_max e^{-m}
     sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=3,
-                                  safety_margin=0.2)
+                                  safety_margin=0.2, alpha=None)
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=8)
     for t in study.trials:
@@ -211,7 +211,7 @@ def test_damping_floor_known_value() -> None:
 def test_time_constant_floor_known_value() -> None:
     # stand-in tau = (1 - mu) / (10 eta): tau <= 20  <=>  eta >= (1 - mu) / 200
     sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
-                                  safety_margin=0.0, max_time_constant=20.0)
+                                  safety_margin=0.0, max_time_constant=20.0, alpha=None)
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=8)
     for t in study.trials:
@@ -382,6 +382,7 @@ def test_enqueued_trial_gets_its_prediction_recorded() -> None:
     ({"alpha": 1.5}, ValueError, "`alpha` must be"),
     ({"min_damping_ratio": -1.0}, ValueError, "`min_damping_ratio` must be"),
     ({"n_candidates": 0}, ValueError, "`n_candidates` must be an integer >= 1"),
+    ({"n_guided_trials": -1}, ValueError, "`n_guided_trials` must be an integer >= 0"),
     ({"edge_bias": 0.5}, ValueError, r"`edge_bias` must be a finite number in \[1, inf"),
     ({"max_time_constant": 0.0}, ValueError, r"`max_time_constant` must be a finite number"),
     ({"search_space": {"momentum": FloatDistribution(0, 0.9)}}, ValueError,
@@ -500,3 +501,92 @@ def test_nan_edge_warns_instead_of_silently_unconstraining() -> None:
     with pytest.warns(AdvisorWarning, match="max_learning_rate is nan"):
         study.optimize(objective, n_trials=1)
     assert "advisor:in_region" not in study.trials[0].user_attrs
+
+
+# ------------------------------------------------------------------------------ guided start
+class SqrtEdgeModel(EdgeModel):
+    """eta_max = X sqrt(1 - mu) / sqrt(spg), tau = (1 - mu) / (10 eta): the rate at the cap,
+    10 X e^{-m} / (sqrt(1 - mu) sqrt(spg)), has a unique argmax at mu = 0.95, spg = 1."""
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        lr, mu, spg = self._cols(p)
+        top = self.x * np.sqrt(1 - mu) / np.sqrt(spg)
+        margin = np.log(top / lr)
+        out = {"max_learning_rate": top, "margin": margin, "stable": margin > 0,
+               "probability": norm.cdf(margin / SIGMA)}
+        if details:
+            out.update(damping_ratio=np.full(lr.shape, 2.0), time_constant=(1 - mu) / (10 * lr),
+                       regime=np.full(lr.shape, "monotone", dtype=object))
+        return out
+
+
+@pytest.mark.parametrize("alpha", [None, 0.05, 0.2])
+def test_guided_first_trial_is_the_argmax_of_the_predicted_rate(alpha: float | None) -> None:
+    # known value: cap = top e^{-m} (alpha None) or top e^{-SIGMA z_{1-alpha}} (tighter here);
+    # tau falls with eta, so the fastest rate sits at the cap of (mu = 0.95, spg = 1)
+    sampler = StableRegionSampler(model=SqrtEdgeModel(), search_space=SPACE, seed=0,
+                                  safety_margin=0.1, alpha=alpha)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=3)
+    first = study.trials[0]
+    cut = 0.1 if alpha is None else max(0.1, SIGMA * norm.ppf(1 - alpha))
+    assert first.params["momentum"] == 0.95
+    assert first.params["steps_per_generation"] == 1
+    expected = 0.05 * math.sqrt(0.05) * math.exp(-cut)
+    assert first.params["learning_rate"] == pytest.approx(expected, rel=1e-6)
+    assert first.user_attrs["advisor:guided"] is True
+    assert "advisor:guided" not in study.trials[1].user_attrs  # n_guided_trials = 1
+    # oracle: brute force over the guide grid (5 levels of mu, spg rounded) agrees
+    rates = {(mu, spg): 10 * 0.05 * math.exp(-cut) / math.sqrt((1 - mu) * spg)
+             for mu in np.linspace(0, 0.95, 5) for spg in (1, 5, 8, 12, 16)}
+    best = max(rates, key=rates.get)
+    assert best == (0.95, 1)
+    assert first.user_attrs["advisor:time_constant"] == pytest.approx(1 / rates[best], rel=1e-6)
+
+
+def test_guided_trial_fraction_maps_back_to_its_learning_rate() -> None:
+    # the base sampler learns from the guided trial: its u must map to the lr it ran
+    sampler = StableRegionSampler(model=SqrtEdgeModel(), search_space=SPACE, seed=0,
+                                  max_time_constant=50.0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    upper, lower = t.user_attrs["advisor:lr_upper"], 1e-6
+    lr = _map_fraction(t.user_attrs[FRACTION_KEY], SPACE["learning_rate"], upper,
+                       (1 - 0.95) / (10 * 50.0))  # tau = 50 floor at mu = 0.95
+    assert lower < lr
+    assert t.params["learning_rate"] == pytest.approx(lr, rel=1e-6)
+
+
+def test_second_guided_trial_is_the_second_fastest() -> None:
+    # rates at the cap ~ 1 / sqrt((1 - mu) spg): 4.47 at (0.95, 1), then 2.0 at (0.95, 5),
+    # ahead of 1.86 at (0.7125, 1)
+    sampler = StableRegionSampler(model=SqrtEdgeModel(), search_space=SPACE, seed=0,
+                                  n_guided_trials=2)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=2)
+    second = study.trials[1].params
+    assert (second["momentum"], second["steps_per_generation"]) == (0.95, 5)
+    assert study.trials[1].user_attrs["advisor:guided"] is True
+
+
+def test_guided_start_off_follows_the_base_sampler() -> None:
+    sampler = StableRegionSampler(model=SqrtEdgeModel(), search_space=SPACE, seed=0,
+                                  n_guided_trials=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=2)
+    assert all("advisor:guided" not in t.user_attrs for t in study.trials)
+    assert study.trials[0].params["momentum"] != 0.95
+
+
+def test_guided_start_without_search_space_picks_the_fastest_rate_for_the_knobs() -> None:
+    # independent path: the knobs come from the objective, the lr goes to the cap (tau falls
+    # with eta up to the edge)
+    sampler = StableRegionSampler(model=SqrtEdgeModel(), seed=0, alpha=None)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    top = 0.05 * math.sqrt(1 - t.params["momentum"]) / math.sqrt(
+        t.params["steps_per_generation"])
+    assert t.params["learning_rate"] == pytest.approx(top * math.exp(-0.1), rel=1e-6)
+    assert t.user_attrs["advisor:guided"] is True

@@ -18,7 +18,10 @@ from advisor.stability import _piecewise_multiplier
 from advisor.stability import _pure_delay_sliding_rate
 from advisor.stability import closed_form_rate
 from advisor.stability import critical_rate
+from advisor.stability import settling_radius
 from advisor.stability._nonlinear import scan_lattice
+from advisor.stability._nonlinear import simulated_edge
+from advisor.stability._theory import _first_edge
 
 
 def _estimate(k: float = 0.5, kc: float | None = 1.25, se: float = 0.0) -> SimpleNamespace:
@@ -473,12 +476,29 @@ def test_multi_mode_problem_is_checked_by_simulation() -> None:
 def test_scan_lattice_is_shared_by_different_ranges() -> None:
     a = scan_lattice(0.0123, 1.0)[0]
     b = scan_lattice([0.0171, 0.05], [0.9, 2.0])
-    assert a[0] <= 0.0123 and a[-1] >= 1.0
+    assert 0.0123 <= a[0] < 0.0123 * 10 ** (1 / 20) and a[-1] >= 1.0
     assert np.allclose(np.diff(np.log10(a)), 1 / 20)
-    assert b.shape[0] == 2 and b[0, 0] <= 0.0171 and b[1, -1] >= 2.0
+    assert b.shape[0] == 2 and b[0, 0] >= 0.0171 and b[1, -1] >= 2.0
     # every point of both rows lies on a's lattice 10^(j/20)
     j = 20 * np.log10(b)
     assert np.allclose(j, np.rint(j), atol=1e-9)
+
+
+def test_wide_check_extends_its_scan_below_a_divergent_bottom() -> None:
+    bandit = pytest.importorskip("advisor.bandit")
+    problem = bandit.BanditProblem.reference()
+    k_true, n = bandit.jacobian_stiffness(problem)[0], 300
+    lattice = scan_lattice(30 / (k_true * n), 8 / k_true)[0]
+    truth = float(bandit.empirical_threshold(problem, refresh_interval=1, n_steps=n, n_bisect=8,
+                                             lr_range=(lattice[0], lattice[-1]),
+                                             n_grid=lattice.size)[0])
+    # a K 150x too small puts the whole scan above the edge (its bottom, 30/(K N), diverges)
+    k_bad = k_true / 150
+    assert 30 / (k_bad * n) > 2 * truth
+    edge = simulated_edge(problem, np.array([0.0]), np.array([1]), scheme="piecewise",
+                          eta_lin=np.array([np.inf]), wide=True, stiffness=k_bad, n_steps=n,
+                          cache={})
+    assert float(edge[0]) == pytest.approx(truth, rel=1e-3)  # same lattice, same bisection
 
 
 def test_edge_from_scan_in_heavy_ball_units() -> None:
@@ -515,6 +535,27 @@ def _sliding_tail(a: float, mu: float, rc: float, d: int, n: int) -> float:
         if k >= 0.9 * n:
             tail = max(tail, abs(new))
     return tail
+
+
+def test_horizon_edge_is_the_trajectory_rule_not_the_unit_amplitude_bound() -> None:
+    # 2-arm reference split (K_c/K = 2.5), sliding lag 20, mu = 0.5: the slow oscillating mode
+    # starts well below the unit amplitude that settling_radius assumes, so that bound is 5-11%
+    # low against the bandit; the horizon edge follows the recurrence's own 1%-tail rule
+    rc, mu, d, n = 2.5, 0.5, 20, 2000
+    kw = dict(current_fraction=rc, refresh_scheme="sliding")
+    a_inf = float(critical_rate(mu, d, **kw))
+    a_h = float(critical_rate(mu, d, **kw, horizon_steps=n))
+    radius_only = float(_first_edge(np.array([mu]), np.array([d]), np.array([rc]), "sliding",
+                                    settling_radius(n))[0])
+    assert radius_only < 0.97 * a_h and a_h < a_inf
+    # independent recurrence (pure Python): settles just below a_h, not just above
+    tail = [_sliding_tail(f * a_h, mu, rc, d, n) for f in (0.999, 1.001)]
+    assert tail[0] < 0.01 < tail[1]
+    # the pointwise test agrees with the edge
+    model = StabilityModel(_estimate(k=0.5, kc=1.25), horizon_steps=n)
+    got = model.is_stable(np.array([0.99, 1.01]) * a_h / 0.5, momentum=mu, refresh_interval=d,
+                          refresh_scheme="sliding", method="exact")
+    assert got.tolist() == [True, False]
 
 
 def test_is_stable_finds_islands_above_the_first_edge() -> None:

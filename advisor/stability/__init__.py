@@ -6,7 +6,8 @@ r"""Stability of GRPO training: an exact linear theory layer and a measured cali
     e_{k+1} = (1 + \mu - \eta K_c) e_k - \mu e_{k-1} - \eta K_o e_{old}(k),
 
 is tested exactly (sliding lag: roots; piecewise refresh: Floquet monodromy), with the on-policy
-bound ``eta K < 2(1 + mu)`` and, given a horizon, oscillating modes that must settle within it.
+bound ``eta K < 2(1 + mu)`` and, given a horizon, oscillating modes that must settle within it
+(`advisor.stability._horizon`: the linear trajectory classified by the ground truth's rule).
 Where the linear test is known to over-predict (importance-ratio surrogate, piecewise refresh:
 1.4-2.4x at mu >= 0.5, bandit-findings.md section 9) a known bandit is simulated
 (`advisor.stability._nonlinear`), otherwise a safety factor applies. With more than one mode

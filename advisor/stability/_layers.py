@@ -103,7 +103,7 @@ class _ModelLayers:
                              f"{self.optimizer!r}, got {edge.optimizer!r}. Build one model per "
                              "optimizer: K and the edge do not transfer between optimizers.")
         self.surrogate = str(getattr(problem, "surrogate", "ratio"))
-        self._sim_cache: dict[tuple[float, int, str], float] = {}
+        self._sim_cache: dict[tuple[Any, ...], float] = {}
 
     @property
     def stiffness(self) -> float:

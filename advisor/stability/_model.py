@@ -18,8 +18,7 @@ from advisor.stability._conditions import knob_arrays
 from advisor.stability._layers import _ModelLayers
 from advisor.stability._theory import FloatArray
 from advisor.stability._theory import Scheme
-from advisor.stability._theory import _is_stable
-from advisor.stability._theory import settling_radius
+from advisor.stability._theory import _is_stable_within
 from advisor.stability._verdict import Verdict
 
 
@@ -60,7 +59,8 @@ class StabilityModel(_ModelLayers):
             unit lr with no ``1 - mu`` factor.
         simulation_steps: Steps of each simulated run in the nonlinear check.
         horizon_steps: Training length; if given, an oscillating mode that would not settle
-            within it counts as unstable (`settling_radius`). None: asymptotic stability.
+            within it counts as unstable: its linear trajectory is classified by the horizon
+            rule of the bandit ground truth (`critical_rate`). None: asymptotic stability.
         defaults: Fixed knob values used by `assess` when a key is absent (GRPOConfig names).
         num_processes: Data-parallel processes, for the completions per step.
 
@@ -157,8 +157,8 @@ class StabilityModel(_ModelLayers):
             refresh_scheme=refresh_scheme, samples_per_step=samples_per_step,
             num_iterations=num_iterations, method=method, optimizer=self.optimizer)
         b = self._bounds(mu, lag, samples, n_it, refresh_scheme, method, exact=True)
-        rho_max = 1.0 if self._horizon is None else settling_radius(self._horizon)
-        linear = _is_stable(lr * self._k, mu, self._rc, lag, refresh_scheme, rho_max)
+        linear = _is_stable_within(lr * self._k, mu, np.full(mu.shape, self._rc), lag,
+                                   refresh_scheme, self._horizon)
         theory = np.where(b["checked"], lr < b["eta_t"], linear)
         return np.asarray(theory & (lr < b["eta_c"])).reshape(shape)
 

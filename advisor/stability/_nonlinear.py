@@ -21,15 +21,17 @@ from advisor.stability._theory import FloatArray
 _SIM_PER_DECADE = 20
 _SIM_BISECT = 8
 _SIM_CHUNK = 2048  # configs per simulate call (bounded memory)
+_SIM_EXTEND = 2 * _SIM_PER_DECADE  # points added below a wide scan whose bottom diverges
 
 
 def scan_lattice(low: Any, high: Any, *, per_decade: int = _SIM_PER_DECADE) -> FloatArray:
-    """Learning rates ``10^(j / per_decade)`` covering ``[low, high]`` per row, shape ``(n, m)``.
+    """Learning rates ``10^(j / per_decade)`` from ``low`` up to at least ``high``, per row.
 
     The points lie on one absolute lattice, so scans of one problem built from different
     estimates of K (a pilot's, the Jacobian's) test the SAME learning rates: a narrow divergent
     band is then hit or missed by both, and their edges differ only by the bisection tolerance.
-    Rows are padded upward to a common length (extra points lie above ``high``).
+    Returns shape ``(n_rows, n_points)``: rows are padded upward to a common length (extra points
+    lie above ``high``).
 
     Example:
         >>> scan_lattice([0.1], [1.0], per_decade=4).round(4).tolist()
@@ -37,7 +39,7 @@ def scan_lattice(low: Any, high: Any, *, per_decade: int = _SIM_PER_DECADE) -> F
     """
     lo = np.atleast_1d(np.asarray(low, float))
     hi = np.atleast_1d(np.asarray(high, float))
-    j0 = np.floor(per_decade * np.log10(lo) + 1e-9)
+    j0 = np.ceil(per_decade * np.log10(lo) - 1e-9)  # never below low: slow runs cannot settle
     j1 = np.ceil(per_decade * np.log10(hi) - 1e-9)
     n = max(2, int((j1 - j0).max()) + 1)
     return 10.0 ** ((j0[:, None] + np.arange(n)[None, :]) / per_decade)
@@ -63,7 +65,9 @@ def simulated_edge(problem: Any, mu: FloatArray, lag: Any, *, scheme: str, eta_l
     """First divergent lr of the simulated bandit (scan + geometric bisection), cached.
 
     ``wide=False`` scans [eta_lin/16, eta_lin] (the linear bound is an upper bound there);
-    ``wide=True`` scans the whole range where a run can settle, [30(1-mu)/(K N), 8(1+mu)/K].
+    ``wide=True`` scans the whole range where a run can settle, [30(1-mu)/(K N), 8(1+mu)/K], on
+    the absolute lattice of `scan_lattice`, and two decades further down where its lowest point
+    already diverges (large lags with heavy momentum can blow up at any rate in range).
     """
     from advisor.bandit import simulate
 
@@ -92,6 +96,19 @@ def simulated_edge(problem: Any, mu: FloatArray, lag: Any, *, scheme: str, eta_l
         return out
 
     bad = diverged(grid.ravel(), np.repeat(m, n), np.repeat(g, n)).reshape(grid.shape)
+    low = np.flatnonzero(bad[:, 0]) if wide else np.zeros(0, np.int64)
+    if low.size:  # the edge lies below the scan: extend it downward by _SIM_EXTEND points
+        e = min(_SIM_EXTEND, n - 1)
+        below = grid[low, :1] * 10.0 ** (np.arange(-e, 0) / _SIM_PER_DECADE)
+        bad_below = diverged(below.ravel(), np.repeat(m[low], e), np.repeat(g[low], e))
+        grid[low] = np.concatenate([below, grid[low, :n - e]], axis=1)
+        ext = np.concatenate([bad_below.reshape(below.shape), bad[low, :n - e]], axis=1)
+        never = ~(~ext).any(1)
+        # runs far below 30(1-mu)/(K N) cannot settle and read "divergent": the edge is the
+        # first divergent point above the first settled one (the bottom if none settled)
+        ext &= np.maximum.accumulate(~ext, axis=1)
+        ext[never, 0] = True
+        bad[low] = ext
     first = np.where(bad.any(1), bad.argmax(1), n)
     result = np.where(first == n, hi, grid[:, 0])
     rows = np.flatnonzero((first > 0) & (first < n))

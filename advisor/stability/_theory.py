@@ -33,6 +33,7 @@ from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor._validation import check_options
 from advisor.dynamics import Regime
+from advisor.stability._horizon import _settles
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -41,6 +42,7 @@ Scheme = Literal["piecewise", "sliding"]
 _STABLE_TOL = 1e-12
 _N_SCAN = 48  # log-spaced scan points per config before bisection (ratio ~1.2 between points)
 _N_BISECT = 36
+_N_HORIZON_BISECT = 12  # bracket [settling-radius edge, asymptotic edge] to 1/4096 of it
 
 
 def _piecewise_pair(
@@ -152,6 +154,26 @@ def _is_stable(a: Any, mu: Any, rc: Any, lag: Any, scheme: str, rho_osc_max: flo
     return (rho < 1.0 - _STABLE_TOL) & (rho_osc < rho_osc_max) & (a < 2.0 * (1.0 + mu))
 
 
+def _is_stable_within(a: Any, mu: Any, rc: Any, lag: Any, scheme: str,
+                      horizon_steps: int | None) -> Any:
+    """Pointwise `_is_stable` with the horizon rule of `critical_rate` (flat arrays).
+
+    Asymptotically stable configurations whose oscillating modes are slower than
+    `settling_radius` are decided by their linear trajectory (``_settles``).
+    """
+    stable = _is_stable(a, mu, rc, lag, scheme)
+    if horizon_steps is None:
+        return stable
+    a, mu, rc, lag = (np.ascontiguousarray(v).ravel()
+                      for v in np.broadcast_arrays(a, mu, rc, lag))
+    stable = np.ascontiguousarray(stable).ravel()
+    band = np.flatnonzero(stable & ~_is_stable(a, mu, rc, lag, scheme,
+                                               settling_radius(horizon_steps)))
+    if band.size:
+        stable[band] = _settles(a[band], mu[band], rc[band], lag[band], scheme, horizon_steps)
+    return stable
+
+
 def settling_radius(horizon_steps: int, *, tolerance: float = 0.01) -> float:
     """Largest per-step radius of an oscillating mode that settles within a horizon.
 
@@ -168,6 +190,29 @@ def settling_radius(horizon_steps: int, *, tolerance: float = 0.01) -> float:
     return float(tol ** (1.0 / (0.9 * n)))
 
 
+def _first_edge(mu: FloatArray, lag: npt.NDArray[np.int64], rc: FloatArray, scheme: str,
+                rho_max: float) -> FloatArray:
+    """Scan + bisection of the first unstable ``a`` per config (flat arrays)."""
+    hi = 2.0 * (1.0 + mu)
+    lo = 1e-3 * (1.0 - mu) / np.maximum(lag, 1)
+    t = np.linspace(0.0, 1.0, _N_SCAN)
+    grid = lo[:, None] * (hi / lo)[:, None] ** t[None, :]  # (n, N_SCAN)
+    bad = ~_is_stable(grid, mu[:, None], rc[:, None], lag[:, None], scheme, rho_max)
+    first = np.where(bad.any(1), bad.argmax(1), _N_SCAN)
+    result = hi.copy()
+    inner = (first > 0) & (first < _N_SCAN)
+    result[first == 0] = lo[first == 0]
+    if inner.any():
+        rows = np.flatnonzero(inner)
+        left, right = grid[rows, first[rows] - 1], grid[rows, first[rows]]
+        for _ in range(_N_BISECT):
+            mid = np.sqrt(left * right)
+            st = _is_stable(mid, mu[rows], rc[rows], lag[rows], scheme, rho_max)
+            left, right = np.where(st, mid, left), np.where(st, right, mid)
+        result[rows] = right
+    return result
+
+
 def critical_rate(
     momentum: Any,
     lag: Any,
@@ -181,13 +226,18 @@ def critical_rate(
     Scans a log grid of ``a`` below the on-policy bound ``2(1 + mu)`` and bisects the first
     unstable cell, so the result is the edge of the stable region that contains ``a -> 0``.
 
+    With a horizon the edge lies between the rate where the slowest oscillating mode decays by
+    ``settling_radius`` (a unit-amplitude bound, conservative) and the asymptotic edge; it is
+    then bisected on the linear trajectory itself, classified by the same horizon rule as the
+    bandit ground truth (``_settles``), in ``_N_HORIZON_BISECT`` steps.
+
     Args:
         momentum: Heavy-ball momentum mu in [0, 1), array-like.
         lag: Refresh interval K_ref >= 1 (piecewise) or sliding lag d >= 0, integer array-like.
         current_fraction: K_c / K, the current-policy share of the stiffness (0 = pure delay).
         refresh_scheme: ``"piecewise"`` (GRPO refresh every K_ref steps) or ``"sliding"``.
-        horizon_steps: If given, an oscillating mode must also settle within this many steps
-            (`settling_radius`); slow monotone relaxation is never called unstable.
+        horizon_steps: If given, an oscillating mode must also settle within this many steps;
+            slow monotone relaxation is never called unstable.
 
     Returns:
         ``a*`` broadcast to the common shape of the inputs.
@@ -197,32 +247,26 @@ def critical_rate(
         0.5
     """
     check_options("refresh_scheme", refresh_scheme, ("piecewise", "sliding"))
-    rho_max = 1.0 if horizon_steps is None else settling_radius(horizon_steps)
     mu, lag_arr, rc = np.broadcast_arrays(
         np.asarray(momentum, float), np.asarray(lag), np.asarray(current_fraction, float)
     )
     lag_arr = np.asarray(np.rint(lag_arr), np.int64)
     shape = mu.shape
     mu, lag_arr, rc = (np.ascontiguousarray(v).ravel() for v in (mu, lag_arr, rc))
-    hi = 2.0 * (1.0 + mu)
-    lo = 1e-3 * (1.0 - mu) / np.maximum(lag_arr, 1)
-    t = np.linspace(0.0, 1.0, _N_SCAN)
-    grid = lo[:, None] * (hi / lo)[:, None] ** t[None, :]  # (n, N_SCAN)
-    ok = _is_stable(grid, mu[:, None], rc[:, None], lag_arr[:, None], refresh_scheme, rho_max)
-    bad = ~ok
-    first = np.where(bad.any(1), bad.argmax(1), _N_SCAN)
-    result = hi.copy()
-    inner = (first > 0) & (first < _N_SCAN)
-    result[first == 0] = lo[first == 0]
-    if inner.any():
-        rows = np.flatnonzero(inner)
-        left, right = grid[rows, first[rows] - 1], grid[rows, first[rows]]
-        for _ in range(_N_BISECT):
+    if horizon_steps is None:
+        return _first_edge(mu, lag_arr, rc, refresh_scheme, 1.0).reshape(shape)
+    n_steps = check_int("horizon_steps", horizon_steps, low=1)
+    low = _first_edge(mu, lag_arr, rc, refresh_scheme, settling_radius(n_steps))
+    high = _first_edge(mu, lag_arr, rc, refresh_scheme, 1.0)
+    rows = np.flatnonzero(low < high)
+    if rows.size:
+        left, right = low[rows], high[rows]
+        for _ in range(_N_HORIZON_BISECT):
             mid = np.sqrt(left * right)
-            st = _is_stable(mid, mu[rows], rc[rows], lag_arr[rows], refresh_scheme, rho_max)
+            st = _settles(mid, mu[rows], rc[rows], lag_arr[rows], refresh_scheme, n_steps)
             left, right = np.where(st, mid, left), np.where(st, right, mid)
-        result[rows] = right
-    return result.reshape(shape)
+        low[rows] = right
+    return low.reshape(shape)
 
 
 def closed_form_rate(momentum: Any, lag: Any) -> FloatArray:
