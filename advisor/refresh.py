@@ -91,8 +91,9 @@ class RefreshTiming:
     def from_pilot(cls, pilot: Any) -> RefreshTiming:
         """Timing from a `advisor.pilot.PilotResult`.
 
-        When the pilot measured generation at two batch sizes (its ``"batch"`` runs), the fixed
-        overhead is solved from the two; otherwise it is left unmeasured.
+        The fixed overhead is the pilot's ``generation_overhead`` (measured by its ``"timing"``
+        run) when set; else, when the pilot measured generation at two batch sizes (its
+        ``"batch"`` runs), it is solved from the two; otherwise it is left unmeasured.
 
         Raises:
             AdvisorError: The pilot recorded no timing.
@@ -103,7 +104,10 @@ class RefreshTiming:
             raise AdvisorError("the pilot recorded no timing (seconds_per_step / "
                                "seconds_per_generation); rerun it, or pass `timing=` "
                                "RefreshTiming(...) measured on your machine.")
-        overhead = _overhead_from_runs(pilot, float(spg))
+        # the pilot's own measurement (its "timing" run) first, else two batch sizes
+        overhead = getattr(pilot, "generation_overhead", None)
+        if overhead is None:
+            overhead = _overhead_from_runs(pilot, float(spg))
         return cls(seconds_per_step=float(sps), seconds_per_generation=min(float(spg),
                    float(sps)), generation_overhead=overhead)
 

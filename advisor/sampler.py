@@ -27,6 +27,12 @@ evidence is its ratio ``r = learning_rate / advisor:lr_max_model`` and whether i
 `advisor.TrajectoryPruner`). ``s`` minimises the number of misclassified trials (stable above
 the edge plus collapsed below it) and, among minimisers, stays closest to the model (``s = 1``).
 
+Guided start: an advisor that knows the edge should not open with blind exploration. The first
+``n_guided_trials`` trials (default 1) run the predicted-fastest stable configuration: the knob
+combination and learning rate, under the cap (margin, chance constraint, damping floor, online
+edge factor), with the highest predicted relaxation rate ``1 / advisor:time_constant``. They are
+recorded with their stability coordinate, so the base sampler learns from them.
+
 Optuna's samplers write trial attributes through ``study._storage`` (TPE and CMA-ES do the
 same); this module does so for the ``advisor:`` user attributes.
 """

@@ -11,7 +11,7 @@ by `empirical_threshold` (scan + bisection). The model never sees the Jacobian: 
   A frozen sampler cannot be used as a general recipe: it runs away when K_c < 0 (hard prompts).
 
 The true edge eta*(lag) uses the ground truth's default range (exact Jacobian K) but its scan
-points lie on the absolute lattice 10^(j/20) that the model's simulated check also scans (from
+points lie on the absolute lattice 10^(j/40) that the model's simulated check also scans (from
 the measured K): without it a narrow divergent band could be hit by one scan and stepped over by
 the other, and the benchmark would score that discretisation as a model error of 7-16%.
 
@@ -19,8 +19,8 @@ Predictions (`StabilityModel.is_stable`: the linear test evaluated at each learn
 stable islands above the first edge count; a threshold where a check or the closed form sets it):
 
 * ``model``: `StabilityModel.max_learning_rate(method="theory")`: exact linear test with the
-  measured split, plus the simulated nonlinear check where the linear test is known to
-  over-predict (ratio surrogate, piecewise; every cell of a bandit with more than 2 arms);
+  measured split (with the horizon rule of the ground truth), capped by the simulated nonlinear
+  check of the known bandit (replaced by it for bandits with more than 2 arms);
 * ``linear``: the exact linear test alone (``method="exact"``), to show what the check fixes;
 * ``paper``: the closed form eta K K_ref < 1 - mu (sliding: eta K d < 1 - mu).
 
@@ -164,7 +164,7 @@ def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untype
     regimes = classify(run.reward_current, p_star, p0)
     diverged = np.array([r is Regime.DIVERGENT for r in regimes]).reshape(eta_grid.shape)
     # true edge: the ground truth's default range (exact K), scanned on the absolute lattice
-    # 10^(j/20) that the model's simulated check also uses, then bisected 8 times
+    # 10^(j/40) that the model's simulated check also uses, then bisected 8 times
     k_true = jacobian_stiffness(problem)[0]
     lattice = scan_lattice(30 * (1 - mu) / (k_true * args.n_steps), 8 * (1 + mu) / k_true)[0]
     true_edge = empirical_threshold(problem, momentum=mu, refresh_interval=lags,

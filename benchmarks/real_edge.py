@@ -153,7 +153,8 @@ def run_pilots(task, args: Args, work: Path, refresh: int | None = None) -> tupl
         res = run_pilot(task.model_path, list(task.reward_funcs), task.train_dataset, cfg,
                         processing_class=task.tokenizer, planned_steps=args.planned_steps,
                         budget_steps=budget, seeds=args.seeds, refresh_interval=refresh,
-                        output_dir=work / f"pilot-{family}", progress=False)
+                        output_dir=work / f"pilot-{family}-budget{budget or 'default'}",
+                        progress=False)
         pilots[family] = res
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -163,8 +164,16 @@ def run_pilots(task, args: Args, work: Path, refresh: int | None = None) -> tupl
               f"{res.stiffness.std_error:.2g}, linear={res.linear}, edge lr bracket "
               f"[{res.edge_learning_rate[0]:.3g}, {res.edge_learning_rate[2]:.3g}], x* = "
               f"{res.edge.rate:.3g}, refresh exponent {res.edge.refresh_exponent}, "
-              f"{res.seconds_per_step:.3f} s/step", flush=True)
+              f"{res.seconds_per_step:.3f} s/step ({_num(res.seconds_per_train_step)} without "
+              f"generation), generate call {_num(res.seconds_per_generation)} s of which "
+              f"{_num(res.generation_overhead)} s fixed", flush=True)
+        if res.message:
+            print(f"  note: {res.message}", flush=True)
     return pilots, models
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def heldout(task, args: Args, work: Path, pilots: dict, models: dict) -> list[dict]:
@@ -200,15 +209,17 @@ def report(args: Args, pilots: dict, rows: list[dict], title: str) -> list[str]:
     lines = [
         f"## {title}", "",
         "| optimizer | cost (steps) | budget | cost (s) | K +- se | linear | edge lr bracket "
-        "| x* | refresh exponent | s/step | s/generation |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| x* | refresh exponent | s/step | s/step w/o generation | s/generate call "
+        "| fixed s/generate call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fam, p in pilots.items():
         lines.append(
             f"| {fam} | {p.cost_steps} | {p.budget_steps} | {p.cost_seconds:.0f} | "
             f"{p.stiffness.stiffness:.4g} +- {p.stiffness.std_error:.2g} | {p.linear} | "
             f"{p.edge_learning_rate[0]:.3g} - {p.edge_learning_rate[2]:.3g} | {p.edge.rate:.3g} "
             f"| {p.edge.refresh_exponent if p.edge.refresh_exponent is not None else 'default'}"
-            f" | {p.seconds_per_step:.3f} | {p.seconds_per_generation:.3f} |")
+            f" | {_num(p.seconds_per_step)} | {_num(p.seconds_per_train_step)} | "
+            f"{_num(p.seconds_per_generation)} | {_num(p.generation_overhead)} |")
     lines += ["", f"Held-out runs: {len(rows)} runs, {args.planned_steps} steps each.", "",
               "| predictor | accuracy | false-safe | false-safe runs | false-unsafe runs |",
               "|---|---|---|---|---|",
@@ -250,7 +261,7 @@ def main() -> None:
         pilots2, models2 = run_pilots(task, args, work, refresh=4)
         rows2 = heldout(task, args, work, pilots2, models2)
         title = ("Pilot with a second point at K_ref = 4 (budget 10 x planned steps: refresh "
-                 "exponent measured, full-length stiffness runs; the K_ref = 4 cells share the "
+                 "exponent measured, longer stiffness curve; the K_ref = 4 cells share the "
                  "second point's K_ref)")
         lines += ["", *report(args, pilots2, rows2, title)]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

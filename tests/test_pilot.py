@@ -39,6 +39,7 @@ def _dataset():
 # a fake trainer: exact heavy-ball-free relaxation at rate lr*K, collapse above a known edge
 # ------------------------------------------------------------------------------------------
 K_TRUE, EDGE_LR, P0, PSTAR = 120.0, 1.3e-3, 0.3, 0.9
+G0, G1, T_TRAIN = 3e-4, 2e-4, 1e-3  # generate call g(s) = G0 + G1 s; step without generation
 
 
 def _fake_train(spec, ctx):
@@ -53,7 +54,8 @@ def _fake_train(spec, ctx):
     else:
         mean = np.maximum(P0 - 0.02 * t, 0.0)
     rewards = np.clip(mean + 0.01 * rng.standard_normal(t.size), 0, 1)
-    stop = spec["steps"] if lr <= edge or spec["purpose"] == "stiffness" else 35
+    stop = spec["steps"] if lr <= edge or spec["purpose"] == "stiffness" \
+        else min(35, spec["steps"])
     rows = [{"step": i + 1, "reward": float(r), "loss": 0.0, "grad_norm": 1.0,
              "entropy": 0.5} for i, r in enumerate(rewards[:stop])]
     label = pilot.label_run(rows, start_reward=ctx["start_reward"])
@@ -61,7 +63,9 @@ def _fake_train(spec, ctx):
                    seed=spec["seed"], samples_per_step=spec["samples_per_step"],
                    target_steps=spec["steps"], steps_done=stop, unstable=label.unstable,
                    reason=label.reason, unstable_step=label.step, error=None, seconds=0.01,
-                   seconds_per_step=0.001, seconds_per_generation=0.0005,
+                   seconds_per_step=T_TRAIN + G0 + G1,
+                   seconds_per_generation=G0 + G1 * spec.get("refresh", 1),
+                   seconds_per_train_step=T_TRAIN,
                    rewards=tuple(float(r) for r in rewards[:stop]),
                    refresh_interval=spec.get("refresh", 1))
     return run, rows
@@ -75,7 +79,7 @@ def fake_trainer(monkeypatch):
         calls.append(spec)
         return _fake_train(spec, ctx)
 
-    monkeypatch.setattr(pilot, "_train_once", fake)
+    monkeypatch.setattr(pilot._runner, "_train_once", fake)
     return calls
 
 
@@ -117,7 +121,7 @@ def test_late_collapse_moves_the_confirmed_end_down(tmp_path, monkeypatch):
                                       rewards=tuple(r["reward"] for r in rows))
         return run, rows
 
-    monkeypatch.setattr(pilot, "_train_once", late)
+    monkeypatch.setattr(pilot._runner, "_train_once", late)
     res = _run(tmp_path, planned_steps=100, budget_steps=1200, horizon_steps=100,
                scan_steps=40)
     low, point, high = res.edge_learning_rate
@@ -133,7 +137,66 @@ def test_fake_pilot_spends_budget_near_the_edge(tmp_path, fake_trainer):
     collapsed = [r for r in res.runs if r.unstable]
     assert collapsed and all(r.steps_done < 60 for r in collapsed)  # stopped early
     assert res.cost_steps == sum(r.steps_done for r in res.runs)
-    assert res.seconds_per_step == pytest.approx(0.001)
+    assert res.cost_steps <= res.budget_steps and not res.over_budget
+
+
+@pytest.mark.parametrize("planned", [60, 100, 150])
+def test_default_budget_is_respected(tmp_path, fake_trainer, planned):
+    res = _run(tmp_path, planned_steps=planned)
+    assert res.budget_steps == 3 * planned
+    assert res.cost_steps == sum(r.steps_done for r in res.runs) <= res.budget_steps
+    # the full horizon fits the default budget (very short plans: nearly)
+    assert res.horizon_steps == planned if planned >= 100 else res.horizon_steps >= 0.8 * planned
+    # every seed confirmed the stable end over the full horizon
+    full = [r for r in res.runs if r.purpose == "scan" and r.target_steps == res.horizon_steps]
+    assert {r.seed for r in full if r.learning_rate == res.edge_learning_rate[0]
+            and not r.unstable} == {0, 1}
+
+
+def test_late_collapse_under_a_tight_budget_stays_within_it(tmp_path, monkeypatch):
+    # every confirmation at lr > EDGE_LR / 1.5 fails late for seed 1; the budget holds only
+    # one confirmation level, so the stable end moves down unconfirmed (with a warning)
+    def late(spec, ctx):
+        run, rows = _fake_train(spec, ctx)
+        if spec["seed"] == 1 and spec["steps"] > 60 and spec["learning_rate"] > EDGE_LR / 1.5:
+            rows = [dict(r, reward=0.0) if r["step"] > 60 else r for r in rows]
+            label = pilot.label_run(rows, start_reward=ctx["start_reward"])
+            run = dataclasses.replace(run, unstable=label.unstable, reason=label.reason,
+                                      rewards=tuple(r["reward"] for r in rows),
+                                      steps_done=len(rows))
+        return run, rows
+
+    monkeypatch.setattr(pilot._runner, "_train_once", late)
+    with pytest.warns(AdvisorWarning, match="unconfirmed"):
+        res = run_pilot("unused", [lambda p, c, **k: [0.0] * len(c)], _dataset(), _config(),
+                        output_dir=tmp_path / "pilot", progress=False, planned_steps=100)
+    assert res.cost_steps <= res.budget_steps == 300
+    low, _, high = res.edge_learning_rate
+    assert low <= EDGE_LR / 1.5 < high
+
+
+def test_timing_recovers_train_step_and_generate_overhead(tmp_path, fake_trainer):
+    res = _run(tmp_path, planned_steps=100)
+    assert res.seconds_per_step == pytest.approx(T_TRAIN + G0 + G1, rel=1e-9)
+    assert res.seconds_per_generation == pytest.approx(G0 + G1, rel=1e-9)
+    assert res.seconds_per_train_step == pytest.approx(T_TRAIN, rel=1e-9)
+    assert res.generation_overhead == pytest.approx(G0, rel=1e-6)
+    timed = [r for r in res.runs if r.purpose == "timing"]
+    assert len(timed) == 1 and timed[0].refresh_interval == 4
+    timing = res.timing()
+    assert timing.generation_overhead == pytest.approx(G0, rel=1e-6)
+    # t(s=4, n=1) = t_train + (g0 + 4 g1) / 4 from the refresh wall-time model
+    assert timing.step_seconds(steps_per_generation=4, num_iterations=1) == pytest.approx(
+        T_TRAIN + (G0 + 4 * G1) / 4, rel=1e-6)
+
+
+def test_stiffness_comes_from_stable_scan_curves(tmp_path, fake_trainer):
+    res = _run(tmp_path, planned_steps=100)
+    low = res.edge_learning_rate[0]
+    lrs = set(res.stiffness.learning_rates)
+    assert len(lrs) >= 2 and max(lrs) <= low * 1.0001  # linearity checked, none above lo
+    assert res.stiffness.stiffness == pytest.approx(K_TRUE, rel=0.1)
+    assert res.linear
 
 
 def test_pilot_resumes_without_rerunning(tmp_path, fake_trainer):
@@ -162,6 +225,9 @@ def test_save_load_roundtrip(tmp_path, fake_trainer):
     res.save(tmp_path / "saved")
     back = PilotResult.load(tmp_path / "saved")
     assert back.edge == res.edge and back.runs == res.runs
+    for key in ("cost_steps", "budget_steps", "seconds_per_train_step", "generation_overhead"):
+        assert getattr(back, key) == getattr(res, key), key
+    assert back.generation_overhead == pytest.approx(G0, rel=1e-6)
     assert back.stiffness.stiffness == pytest.approx(res.stiffness.stiffness, rel=1e-12)
     name = res.runs[0].name
     assert back.history(name)["reward"].tolist() == pytest.approx(
@@ -175,7 +241,9 @@ def test_second_points_measure_the_exponents(tmp_path, fake_trainer):
     # log(1.09^2)/log(4) = 0.12 of the truth (0.5 and -0.25 in the fake)
     assert res.edge.batch_exponent == pytest.approx(0.5, abs=0.12)
     assert res.edge.refresh_exponent == pytest.approx(-0.25, abs=0.12)
-    assert {r.purpose for r in res.runs} == {"scan", "stiffness", "batch", "refresh"}
+    # a stiffness run only when the scan curves lack a second learning rate
+    assert {"scan", "batch", "refresh", "timing"} <= {r.purpose for r in res.runs} <= {
+        "scan", "stiffness", "batch", "refresh", "timing"}
     assert {r.samples_per_step for r in res.runs if r.purpose == "batch"} == {256}
     assert {r.refresh_interval for r in res.runs if r.purpose == "refresh"} == {4}
 
@@ -192,7 +260,7 @@ def test_carried_rewards():
     ("kwargs", "match"),
     [
         (dict(cfg=dict(per_device_train_batch_size=12)), "multiple of num_generations"),
-        (dict(budget_steps=50), "budget_steps"),
+        (dict(budget_steps=50), r"budget_steps.*at least .* = 116 for a scan, got 50"),
         (dict(seeds=(0,)), "at least 2 distinct seeds"),
         (dict(planned_steps=0), "planned_steps"),
         (dict(batch_factor=1), "batch_factor"),
@@ -215,7 +283,7 @@ def test_budget_too_small_for_the_scan(tmp_path, monkeypatch):
     def always_collapse(spec, ctx):
         return _fake_train({**spec, "learning_rate": 1.0}, ctx)
 
-    monkeypatch.setattr(pilot, "_train_once", always_collapse)
+    monkeypatch.setattr(pilot._runner, "_train_once", always_collapse)
     with pytest.raises(ValueError, match="budget_steps.*must cover a scan"):
         _run(tmp_path, planned_steps=60, budget_steps=140, horizon_steps=30)
 
@@ -271,7 +339,12 @@ def test_real_pilot_end_to_end(task, tmp_path):
     assert res.edge_learning_rate[0] <= res.edge_learning_rate[1] < res.edge_learning_rate[2]
     assert res.cost_steps > 0 and res.cost_seconds > 0 and res.seconds_per_step > 0
     assert res.seconds_per_generation is not None and res.seconds_per_generation > 0
-    assert res.budget_steps == 240
+    assert res.budget_steps == 240 and res.cost_steps <= res.budget_steps
+    assert res.seconds_per_train_step is not None and res.seconds_per_train_step > 0
+    assert res.generation_overhead is not None and 0 <= res.generation_overhead \
+        <= res.seconds_per_generation
+    assert res.timing().generation_overhead == res.generation_overhead
+    assert len(set(res.stiffness.learning_rates)) >= 2  # linearity checked
     name = next(r.name for r in res.runs if not r.unstable)
     hist = res.history(name)
     for key in ("reward", "reward_std", "frac_reward_zero_std", "entropy", "grad_norm",

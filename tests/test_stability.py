@@ -19,6 +19,7 @@ from advisor.stability import _pure_delay_sliding_rate
 from advisor.stability import closed_form_rate
 from advisor.stability import critical_rate
 from advisor.stability import settling_radius
+from advisor.stability._nonlinear import nonlinear_regime
 from advisor.stability._nonlinear import scan_lattice
 from advisor.stability._nonlinear import simulated_edge
 from advisor.stability._theory import _first_edge
@@ -197,7 +198,7 @@ def test_simulated_check_finds_the_bandit_edge() -> None:
                            simulation_steps=4000)
     eta = float(model.max_learning_rate(momentum=0.8, refresh_interval=4))
     # bandit-findings.md section 5: empirical 1.13 against the linear 2.52 (8 bisections of a
-    # 1/20-decade bracket resolve it to 0.1%; the table gives 3 digits)
+    # 1/40-decade bracket resolve it to 0.1%; the table gives 3 digits)
     assert eta == pytest.approx(1.13, rel=0.03)
     assert model.assess({"learning_rate": 1.5, "momentum": 0.8,
                          "steps_per_generation": 4}).stable is False
@@ -469,18 +470,18 @@ def test_multi_mode_problem_is_checked_by_simulation() -> None:
                                              n_grid=lattice.size)[0])
     assert linear < 0.7 * truth  # the scalar test is far off for 5 arms
     # the model's scan (built from the measured K) and the ground truth's (Jacobian K) test the
-    # same lattice points; 8 bisections of a 1/20-decade step leave a factor 10^(1/5120)
+    # same lattice points; 8 bisections of a 1/40-decade step leave a factor 10^(1/10240)
     assert checked == pytest.approx(truth, rel=1e-3)
 
 
 def test_scan_lattice_is_shared_by_different_ranges() -> None:
     a = scan_lattice(0.0123, 1.0)[0]
     b = scan_lattice([0.0171, 0.05], [0.9, 2.0])
-    assert 0.0123 <= a[0] < 0.0123 * 10 ** (1 / 20) and a[-1] >= 1.0
-    assert np.allclose(np.diff(np.log10(a)), 1 / 20)
+    assert 0.0123 <= a[0] < 0.0123 * 10 ** (1 / 40) and a[-1] >= 1.0
+    assert np.allclose(np.diff(np.log10(a)), 1 / 40)
     assert b.shape[0] == 2 and b[0, 0] >= 0.0171 and b[1, -1] >= 2.0
-    # every point of both rows lies on a's lattice 10^(j/20)
-    j = 20 * np.log10(b)
+    # every point of both rows lies on a's lattice 10^(j/40)
+    j = 40 * np.log10(b)
     assert np.allclose(j, np.rint(j), atol=1e-9)
 
 
@@ -499,6 +500,54 @@ def test_wide_check_extends_its_scan_below_a_divergent_bottom() -> None:
                           eta_lin=np.array([np.inf]), wide=True, stiffness=k_bad, n_steps=n,
                           cache={})
     assert float(edge[0]) == pytest.approx(truth, rel=1e-3)  # same lattice, same bisection
+
+
+def test_known_bandit_caps_every_configuration() -> None:
+    mu, lag = np.array([0.0, 0.5, 0.9]), np.array([1, 3, 8])
+    for scheme in ("piecewise", "sliding"):
+        assert nonlinear_regime(mu, lag, scheme=scheme, surrogate="ratio",
+                                problem_known=True).all()
+        assert not nonlinear_regime(mu, lag, scheme=scheme, surrogate="stale",
+                                    problem_known=True).any()
+    unknown = nonlinear_regime(mu, lag, scheme="piecewise", surrogate="ratio",
+                               problem_known=False)
+    assert unknown.tolist() == [False, True, True]
+    assert not nonlinear_regime(mu, lag, scheme="sliding", surrogate="ratio",
+                                problem_known=False).any()
+
+
+def test_known_bandit_lowers_the_on_policy_bound_to_the_simulated_edge() -> None:
+    bandit = pytest.importorskip("advisor.bandit")
+    problem = bandit.BanditProblem.reference()
+    mu, n = 0.5, 2000
+    model = StabilityModel(REFERENCE, problem=problem, simulation_steps=n, horizon_steps=n)
+    kw = dict(momentum=mu, refresh_interval=0, refresh_scheme="sliding")
+    linear = float(model.max_learning_rate(**kw, method="exact"))
+    # on-policy bound eta K < 2(1 + mu) = 3, a little lower with the 2000-step horizon rule
+    assert 0.995 * 6.0 < linear < 6.0
+    k_true = bandit.jacobian_stiffness(problem)[0]
+    lattice = scan_lattice(30 * (1 - mu) / (k_true * n), 8 * (1 + mu) / k_true)[0]
+    truth = float(bandit.empirical_threshold(problem, momentum=mu, refresh_interval=0,
+                                             refresh_scheme="sliding", n_steps=n, n_bisect=8,
+                                             lr_range=(lattice[0], lattice[-1]),
+                                             n_grid=lattice.size)[0])
+    assert truth < 0.95 * linear  # the bandit blows up ~10% below the linear bound
+    assert float(model.max_learning_rate(**kw)) == pytest.approx(truth, rel=1e-3)
+
+
+def test_check_never_scans_below_the_settling_floor() -> None:
+    bandit = pytest.importorskip("advisor.bandit")
+    # hard prompt (K_c < 0), sliding lag 28: the linear edge is so low that eta_lin / 16 lies
+    # below 30 (1 - mu) / (K N), where a 2000-step run cannot settle and reads "divergent"
+    est = _estimate(k=0.6287, kc=-0.1107)
+    model = StabilityModel(est, problem=bandit.BanditProblem.hard_prompt(),
+                           simulation_steps=2000, horizon_steps=2000)
+    kw = dict(momentum=0.5, refresh_interval=28, refresh_scheme="sliding")
+    linear = float(model.max_learning_rate(**kw, method="exact"))
+    assert linear / 16 < 30 * 0.5 / (0.6287 * 2000)
+    checked = float(model.max_learning_rate(**kw))
+    assert checked > 0.9 * linear  # the simulation confirms the linear edge (ratio: ~1)
+    assert bool(model.is_stable(0.5 * linear, **kw))
 
 
 def test_edge_from_scan_in_heavy_ball_units() -> None:

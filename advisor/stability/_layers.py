@@ -173,9 +173,16 @@ class _ModelLayers:
             sim = simulated_edge(self.problem, mu[flag], lag[flag], scheme=scheme,
                                  eta_lin=eta[flag], wide=self._multi_mode, stiffness=self._k,
                                  n_steps=self._sim_steps, cache=self._sim_cache)
-            eta[flag] = sim if self._multi_mode else np.minimum(eta[flag], sim)
-            what = "multi-mode problem" if self._multi_mode else "nonlinear regime"
-            return eta, sigma, f"exact linear test + simulated bandit ({what})", flag
+            note = "exact linear test + simulated bandit ({})"
+            if self._multi_mode:
+                eta[flag] = sim
+                return eta, sigma, note.format("multi-mode problem"), flag
+            # where the simulation confirms the linear edge, the pointwise linear test stays
+            # valid above it (its islands); where it lowers the edge, that edge is a threshold
+            lowered = flag.copy()
+            lowered[flag] = sim < eta[flag]
+            eta[flag] = np.minimum(eta[flag], sim)
+            return eta, sigma, note.format("nonlinear regime"), lowered
         if self.problem is not None:
             warnings.warn("Too many distinct (momentum, refresh) pairs to simulate the bandit; "
                           f"the nonlinear check falls back to the safety factor {self._safety:g}"
