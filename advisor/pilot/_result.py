@@ -167,12 +167,25 @@ class PilotResult:
     def model(self, **kwargs: Any) -> StabilityModel:
         """The calibrated `advisor.stability.StabilityModel` (theory + measured edge).
 
+        Knobs a config leaves out default to the pilot's own settings (batch, group size,
+        optimizer and momentum), not to TRL's: a sampled ``{"learning_rate": ...}`` is judged at
+        the batch the edge was measured at. ``defaults=`` entries override them.
+
         Args:
             **kwargs: Extra keyword arguments of ``StabilityModel`` (e.g. ``safety``).
         """
         from advisor.stability import StabilityModel
 
-        return StabilityModel(self.stiffness, edge=self.edge, **kwargs)
+        defaults: dict[str, Any] = {
+            "per_device_train_batch_size": int(self.samples_per_step),
+            "gradient_accumulation_steps": 1,
+            "num_generations": int(self.num_generations),
+            "optim": "sgd" if self.optimizer == "sgd" else "adamw_torch",
+        }
+        if self.optimizer == "sgd":
+            defaults["momentum"] = float(self.momentum)
+        defaults.update(kwargs.pop("defaults", None) or {})
+        return StabilityModel(self.stiffness, edge=self.edge, defaults=defaults, **kwargs)
 
     def history(self, name: str) -> Any:
         """Per-step metrics of one run as a ``pandas.DataFrame``."""
