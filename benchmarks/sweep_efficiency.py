@@ -87,16 +87,17 @@ class Args:
     budget_trials: float = 10.0
     """fixed budget for 'best at budget', in full trials at G = 8"""
     pilot_steps: int = 40
+    """pilot run length (40 at G = 4: same K and std error as 80, half the cost)"""
     tau_fraction: float = 6.0
+    """(iv) samples no rate slower than a time constant of value_steps / tau_fraction"""
     safety_margin: float = 0.1
     """(iv) log-margin below the predicted edge"""
     alpha: float = 0.02
+    """(iv) chance constraint P(stable) >= 1 - alpha (the sampler's default)"""
     edge_bias: float = 3.0
+    """(iv) start-up draws of the stability coordinate from Beta(edge_bias, 1)"""
     pruner_percentile: float = 0.0
     """(iv) TrajectoryPruner reference: 0 = the best completed trial, else this percentile"""
-    """(iv) start-up draws of the stability coordinate from Beta(edge_bias, 1)"""
-    """(iv-b) chance constraint P(stable) >= 1 - alpha"""
-    """(iv) samples no rate slower than a time constant of value_steps / tau_fraction"""
     pilot_generations: int = 4
     pilot_ratio: float = 3.0
     """learning-rate ratio between pilot scan levels"""
