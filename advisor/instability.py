@@ -44,7 +44,7 @@ from advisor.exceptions import InsufficientDataError
 
 
 __all__ = ["InstabilityDetector", "InstabilityLabel", "first_unstable_step", "label_run",
-           "normalize_history"]
+           "normalize_history", "trial_collapsed"]
 
 _CHECKED_KEYS = ("reward", "loss", "grad_norm", "kl", "entropy")
 _START_POINTS = 3  # logged rewards averaged for the default start reward
@@ -416,3 +416,18 @@ def _stays_below_from(det: InstabilityDetector, level: float) -> int:
             break
         first = steps[i]
     return first
+
+
+def trial_collapsed(user_attrs: Mapping[str, Any]) -> bool:
+    """Whether an Optuna trial collapsed, read from its ``advisor:`` user attributes.
+
+    The one reading shared by the sampler's online update, the sweep summary and the report: the
+    objective's ``advisor:collapsed`` (this rule fired during training) or the pruner's
+    ``advisor:prune_reason == "collapse"``. A run that merely failed to improve is not a collapse.
+
+    Example:
+        >>> trial_collapsed({"advisor:prune_reason": "collapse"}), trial_collapsed({})
+        (True, False)
+    """
+    return (user_attrs.get("advisor:collapsed") is True
+            or user_attrs.get("advisor:prune_reason") == "collapse")

@@ -65,6 +65,7 @@ from scipy.special import ndtri
 from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor.exceptions import AdvisorWarning
+from advisor.instability import trial_collapsed
 
 
 if TYPE_CHECKING:
@@ -544,8 +545,7 @@ class StableRegionSampler(BaseSampler):
         """(lr / model edge, collapsed) of a finished trial, or None without evidence."""
         ua = t.user_attrs
         top, lr = ua.get("advisor:lr_max_model"), t.params.get(LR)
-        collapsed = ua.get("advisor:collapsed") is True or \
-            ua.get("advisor:prune_reason") == "collapse"
+        collapsed = trial_collapsed(ua)
         if not (isinstance(top, (int, float)) and isinstance(lr, (int, float))
                 and top > 0 and lr > 0):
             return None

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
+from advisor.instability import trial_collapsed
 from advisor.report._format import _g
 
 
@@ -71,11 +72,7 @@ def _trial_summary(study: optuna.Study | None) -> dict[str, Any] | None:
 def _collapsed(trial: Any) -> bool:
     import optuna
 
-    attrs = trial.user_attrs
-    for key in ("advisor:collapsed", "advisor:unstable"):
-        if key in attrs:
-            return bool(attrs[key])
-    return trial.state == optuna.trial.TrialState.FAIL
+    return trial_collapsed(trial.user_attrs) or trial.state == optuna.trial.TrialState.FAIL
 
 
 def _trial_points(study: optuna.Study | None,

@@ -8,6 +8,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from advisor.instability import trial_collapsed
 from advisor.study_file import StudyFile
 from advisor.study_file import StudyFileError
 from advisor.study_file import load_study_file
@@ -193,9 +194,8 @@ def _summarise(study: StudyFile, storage: str | None, ostudy: Any, report_path: 
 
     done = [t for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()]
     complete = [t for t in done if t.state == TrialState.COMPLETE]
-    collapsed = [t for t in done if t.user_attrs.get("advisor:collapsed", False)
-                 or t.user_attrs.get("advisor:prune_reason") == "collapse"
-                 or t.state == TrialState.FAIL]
+    collapsed = [t for t in done
+                 if trial_collapsed(t.user_attrs) or t.state == TrialState.FAIL]
     best = max(complete, key=lambda t: t.value) if complete else None
     return SweepSummary(study_name=study.name, storage=_redact(storage or study.storage),
                         n_finished=len(done), n_complete=len(complete),
