@@ -71,7 +71,7 @@ class Regime(str, Enum):
     DIVERGENT = "divergent"
 
     def __str__(self) -> str:
-        # numpy compares object arrays through str(); the plain value keeps `arr == Regime.X` working
+        # numpy compares object arrays via str(); the plain value keeps `arr == Regime.X` working
         return self.value
 
 
