@@ -232,7 +232,7 @@ def test_default_transfer_is_conservative_in_both_directions() -> None:
     assert float(up) == pytest.approx(0.025 * 4**0.4)  # raise at most by the low exponent
     assert float(down) == pytest.approx(0.025 / 4)  # lower by the high exponent (1.0)
     k_up, _ = EDGE.predict(refresh_interval=8)
-    # refresh exponent -0.5: the built-in task's SGD edge halved at K_ref = 4; never assume it grows
+    # refresh exponent -0.5: the built-in task SGD edge halved at K_ref = 4; never assume growth
     assert float(k_up) == pytest.approx(0.025 * 8**-0.5)
     reuse, sigma = EDGE.predict(num_iterations=8)
     assert float(reuse) == pytest.approx(0.025 * 0.5)  # batch reuse: 0.5x at 8
