@@ -49,6 +49,7 @@ __all__ = ["TrajectoryPruner"]
 Statistic = Literal["final", "mean"]
 _TIE = 1e-9
 _N_DRAWS = 500  # parameter draws for the band: quantile error ~1% of its width, 0.2 ms per step
+_INERTIAL_MOMENTUM = 0.5  # from here the heavy-ball start is S-shaped (theory.md section 6)
 
 
 class TrajectoryPruner(BasePruner):
@@ -66,7 +67,10 @@ class TrajectoryPruner(BasePruner):
             reference trial.
         statistic: ``"final"``: reward at the horizon; ``"mean"``: mean reward over steps up to
             the horizon (use it when the objective is the mean reward of the run).
-        models: Trajectory models passed to `advisor.dynamics.fit_trajectory`.
+        models: Trajectory models passed to `advisor.dynamics.fit_trajectory`. ``None``: the
+            exponential, plus the inertial oscillator when the trial's heavy-ball ``momentum``
+            is >= 0.5 (its slow start makes an exponential-only band too narrow:
+            ``benchmarks/fit_quality.py`` measured 16-64% coverage of a nominal 90% band).
         detect_collapse: Apply the collapse rule.
 
     Example:
@@ -92,7 +96,7 @@ class TrajectoryPruner(BasePruner):
         interval: float = 0.9,
         n_steps: int | None = None,
         statistic: Statistic = "final",
-        models: tuple[str, ...] = ("exponential",),
+        models: tuple[str, ...] | None = None,
         detect_collapse: bool = True,
     ) -> None:
         self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, low=0)
@@ -104,9 +108,9 @@ class TrajectoryPruner(BasePruner):
                                         low_closed=False, high_closed=False)
         self._n_steps = None if n_steps is None else check_int("n_steps", n_steps, low=1)
         self._statistic = check_options("statistic", statistic, ("final", "mean"))
-        if not models:
+        if models is not None and not models:
             raise ValueError("`models` must name at least one trajectory model, got ().")
-        self._models = tuple(models)
+        self._models = None if models is None else tuple(models)
         self._detect_collapse = bool(detect_collapse)
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
@@ -199,7 +203,8 @@ class TrajectoryPruner(BasePruner):
         from advisor import dynamics
 
         try:
-            fit = dynamics.fit_trajectory(rewards, steps=steps, models=self._models)
+            fit = dynamics.fit_trajectory(rewards, steps=steps, models=_models_for(trial,
+                                                                                self._models))
             n_future = horizon - int(steps[-1])
             # the band at <= 16 future steps: predict() costs ~25 us per step and 500 draws
             points = (np.array([float(horizon)]) if self._statistic == "final" else
@@ -249,3 +254,12 @@ def _record(study: Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
 
 def _warn(msg: str) -> None:
     warnings.warn(f"TrajectoryPruner: {msg}", AdvisorWarning, stacklevel=3)
+
+
+def _models_for(trial: FrozenTrial, models: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The trajectory models to fit: as configured, or by the trial's heavy-ball momentum."""
+    if models is not None:
+        return models
+    momentum = trial.params.get("momentum", 0.0)
+    inertial = isinstance(momentum, (int, float)) and momentum >= _INERTIAL_MOMENTUM
+    return ("exponential", "oscillator") if inertial else ("exponential",)

@@ -229,3 +229,18 @@ def test_decision_has_no_hidden_memory() -> None:
 def test_bad_constructor_arguments(kwargs: dict[str, Any], exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         TrajectoryPruner(**kwargs)
+
+
+def test_inertial_trials_fit_the_oscillator_too() -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from advisor.pruner import _models_for
+
+    def trial(momentum: float) -> optuna.trial.FrozenTrial:
+        return create_trial(params={"momentum": momentum}, value=0.0,
+                            distributions={"momentum": FloatDistribution(0.0, 0.99)})
+
+    assert _models_for(trial(0.9), None) == ("exponential", "oscillator")
+    assert _models_for(trial(0.2), None) == ("exponential",)
+    assert _models_for(trial(0.9), ("exponential",)) == ("exponential",)  # explicit wins
