@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
@@ -283,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
         return int(exc.code or 0)
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            # transformers' own deprecation notices say nothing the user can act on here
+            warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+            return int(args.handler(args))
     except (AdvisorError, ValueError, TypeError, OSError) as exc:
         if args.debug or args.debug_here:
             traceback.print_exc()
