@@ -250,6 +250,7 @@ class StabilityModel(_ModelLayers):
             out["regime"], out["damping_ratio"], out["time_constant"] = self._details(
                 lr, mu, lag, ev["stable"])
         return out
+
     def margin(self, params: Mapping[str, Any]) -> float:
         """``log(max_learning_rate / learning_rate)`` of `assess`; > 0 predicted stable.
 
