@@ -509,6 +509,47 @@ def test_other_entry_points_bad_input() -> None:
         empirical_threshold(BanditProblem.reference(), refresh_interval=0)
 
 
+# Every module-level name of the former single-file advisor/bandit.py, by the submodule that now
+# defines it. Other modules and benchmarks import some private ones (bandit_speed.py clears
+# _solve_fixed_point's cache), so the package must re-export the very same objects: a copy
+# would, for example, keep a second lru_cache that cache_clear() never reaches.
+_FORMER_NAMES = {
+    "_problem": ("BanditProblem", "_as_float_tuple"),
+    "_result": ("BanditRun",),
+    "_kernel": ("FloatArray", "_softmax", "_Kernel"),
+    "_sampling": ("_sample_counts", "_Sampler"),
+    "_optim": ("_Optimizer",),
+    "_simulate": ("simulate", "_config_array", "_check_all", "_configs", "_run"),
+    "_groups": ("expected_update_finite_g", "_MAX_COMPOSITIONS", "_compositions", "_logits",
+                "_expected_group"),
+    "_fixed_point": ("fixed_point", "jacobian_stiffness", "_gauge_basis", "_field",
+                     "_solve_fixed_point", "_p_star"),
+    "_classify": ("classify", "_REGIMES", "_regime_codes", "_codes"),
+    "_threshold": ("empirical_threshold", "_default_lr_range"),
+}
+
+
+@pytest.mark.parametrize("submodule", sorted(_FORMER_NAMES))
+def test_package_reexports_the_former_module_names(submodule: str) -> None:
+    import importlib
+
+    import advisor.bandit
+
+    module = importlib.import_module(f"advisor.bandit.{submodule}")
+    for name in _FORMER_NAMES[submodule]:
+        assert getattr(advisor.bandit, name) is getattr(module, name), name
+
+
+def test_package_public_api() -> None:
+    import advisor
+    import advisor.bandit
+
+    public = sorted(n for names in _FORMER_NAMES.values() for n in names
+                    if not n.startswith("_") and n != "FloatArray")
+    assert sorted(advisor.bandit.__all__) == public
+    assert advisor.BanditProblem is BanditProblem and advisor.BanditRun is BanditRun
+
+
 def test_speed_benchmark_smoke() -> None:
     root = pathlib.Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}

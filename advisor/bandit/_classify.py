@@ -1,0 +1,123 @@
+"""Regime classification of reward trajectories (the rules of bandit-findings.md section 5).
+
+Conventions:
+    p: reward trajectories, shape ``(n_configs, n_steps)``; p_star, p0: fixed point and start,
+    shape ``(n_configs,)``; codes 0..3 index ``_REGIMES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from advisor._validation import check_interval
+from advisor.bandit._kernel import FloatArray
+from advisor.dynamics import Regime
+
+
+_REGIMES = np.array([Regime.MONOTONE, Regime.OVERSHOOT, Regime.OSCILLATORY, Regime.DIVERGENT],
+                    dtype=object)
+
+
+def _regime_codes(p: FloatArray, p_star: FloatArray, p0: FloatArray, dead_zone: float,
+                  tail_fraction: float, tolerance: float) -> npt.NDArray[np.int64]:
+    n = p.shape[1]
+    scale = np.abs(p_star - p0)[:, None]
+    dev = p - p_star[:, None]
+    finite = np.isfinite(dev).all(axis=1)
+    dev = np.where(np.isfinite(dev), dev, 0.0)
+    size = np.abs(dev)
+    tail = size[:, int(n * (1 - tail_fraction)):].max(axis=1)
+    third, last = size[:, n // 2: 3 * n // 4].max(axis=1), size[:, 3 * n // 4:].max(axis=1)
+    # Not decaying: the last quarter's envelope is not below the third quarter's (1e-9 guards
+    # runs already converged to rounding level).
+    stuck = (last >= 0.98 * third) & (last > 1e-9 * scale[:, 0])
+    diverged = ~finite | (tail > tolerance * scale[:, 0]) | stuck
+    # Sign of p - p* outside the dead zone, with the start as the first signed point;
+    # forward-fill the dead zone with the last sign, then count sign flips.
+    sign = np.where(size > dead_zone * scale, np.sign(dev), 0.0)
+    sign = np.concatenate([np.sign(p0 - p_star)[:, None], sign], axis=1)
+    idx = np.where(sign != 0, np.arange(n + 1), 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    filled = np.take_along_axis(sign, idx, axis=1)
+    flips = (filled[:, 1:] * filled[:, :-1] < 0).sum(axis=1)
+    return np.where(diverged, 3, np.minimum(flips, 2))
+
+
+def _codes(p: FloatArray, p_star: FloatArray, p0: FloatArray, dead_zone: float = 0.01,
+           tail_fraction: float = 0.1, tolerance: float = 0.01) -> npt.NDArray[np.int64]:
+    """Regime codes 0..3 (index into ``_REGIMES``); chunks bound the temporaries' memory."""
+    return np.concatenate([
+        _regime_codes(p[i:i + 256], p_star[i:i + 256], p0[i:i + 256], dead_zone, tail_fraction,
+                      tolerance)
+        for i in range(0, p.shape[0], 256)])
+
+
+def classify(
+    reward_current: Sequence[float] | FloatArray,
+    p_star: float | FloatArray,
+    p0: float | FloatArray | None = None,
+    *,
+    dead_zone: float = 0.01,
+    tail_fraction: float = 0.1,
+    tolerance: float = 0.01,
+) -> Regime | npt.NDArray[np.object_]:
+    """Regime of each trajectory by the rules of bandit-findings.md section 5.
+
+    With ``Delta = |p* - p0|``: **divergent** if non-finite, or ``max|p - p*|`` over the last
+    ``tail_fraction`` of steps exceeds ``tolerance*Delta``, or the envelope does not decay (last
+    quarter's max >= 0.98 x third quarter's); else **oscillatory** with >= 2 sign changes of
+    ``p - p*`` outside the dead zone ``dead_zone*Delta`` (the start counts as a signed point),
+    **overshoot** with exactly 1, **monotone** otherwise.
+
+    Args:
+        reward_current: ``p`` per step, shape ``(n_steps,)`` or ``(n_configs, n_steps)``,
+            ``n_steps >= 8``.
+        p_star: Fixed point ``p*``, scalar or per configuration.
+        p0: Starting reward, scalar or per configuration; ``None`` takes the first column.
+        dead_zone: Dead zone as a fraction of ``Delta``.
+        tail_fraction: Fraction of steps in the convergence check.
+        tolerance: Convergence tolerance as a fraction of ``Delta``.
+
+    Returns:
+        A :class:`~advisor.dynamics.Regime` for a 1-D input, else an object array of them,
+        shape ``(n_configs,)``.
+
+    Raises:
+        ValueError: For a wrong shape, non-finite ``p*`` or ``p0``, or ``p0 == p*``.
+
+    Example:
+        >>> import numpy as np
+        >>> t = np.arange(400)
+        >>> classify(0.8 - 0.3 * 0.9 ** t, 0.8).value
+        'monotone'
+        >>> classify(0.8 - 0.3 * (-0.9) ** t, 0.8).value
+        'oscillatory'
+    """
+    p = np.asarray(reward_current, dtype=np.float64)
+    single = p.ndim == 1
+    p = np.atleast_2d(p)
+    if p.ndim != 2 or p.shape[1] < 8:
+        raise ValueError("`reward_current` must have shape (n_steps,) or (n_configs, n_steps) "
+                         f"with n_steps >= 8, got shape {np.shape(reward_current)}.")
+    start = p[:, 0] if p0 is None else np.asarray(p0, dtype=np.float64)
+    target = np.asarray(p_star, dtype=np.float64)
+    try:
+        target, start = (np.broadcast_to(x, p.shape[:1]).astype(np.float64)
+                         for x in (target, start))
+    except ValueError:
+        raise ValueError("`p_star` and `p0` must be scalars or have length n_configs = "
+                         f"{p.shape[0]}.") from None
+    for name, x in (("p_star", target), ("p0", start)):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"`{name}` must be finite, got {x.tolist()!r}.")
+    if np.any(target == start):
+        raise ValueError("`p0` must differ from `p_star`: the regime is measured relative to "
+                         "|p* - p0|.")
+    for name, x, hi in (("dead_zone", dead_zone, 1.0), ("tail_fraction", tail_fraction, 0.5),
+                        ("tolerance", tolerance, 1.0)):
+        check_interval(name, x, low=0.0, high=hi, low_closed=False)
+    out = _REGIMES[_codes(p, target, start, dead_zone, tail_fraction, tolerance)]
+    return out[0] if single else out
