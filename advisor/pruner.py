@@ -8,9 +8,10 @@ Two rules, checked at every report (``trial.report(reward, step)``):
    ``{"step": [...], "grad_norm": [...], "entropy": [...], "kl": [...]}``). A non-finite reward
    counts as divergence.
 2. **Trajectory** (after ``n_warmup_steps``): fit the closed-form trajectory
-   (`advisor.dynamics.fit_trajectory`) and predict the statistic at the horizon with a
-   ``interval`` prediction band; prune when even the optimistic end of the band is worse than
-   the reference: the best completed trial, or the ``percentile`` of the completed trials.
+   (`advisor.dynamics.fit_trajectory`; the exact heavy-ball map when the trial's SGD momentum is
+   known and >= 0.3) and predict the statistic at the horizon with a ``interval`` prediction
+   band; prune when even the optimistic end of the band is worse than the reference: the best
+   completed trial, or the ``percentile`` of the completed trials.
 
 The decision depends only on ``(study, trial)`` and the constructor settings, so it works with
 RDB storage and many workers. The reason is stored on the trial (``advisor:prune_reason`` is
@@ -43,13 +44,19 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
+    from advisor.dynamics import TrajectoryFit
+
 
 __all__ = ["TrajectoryPruner"]
 
 Statistic = Literal["final", "mean"]
 _TIE = 1e-9
 _N_DRAWS = 500  # parameter draws for the band: quantile error ~1% of its width, 0.2 ms per step
-_INERTIAL_MOMENTUM = 0.5  # from here the heavy-ball start is S-shaped (theory.md section 6)
+# from here the known-momentum heavy-ball model predicts better than the exponential: median
+# error of the final reward from a 25% prefix 0.036 vs 0.039 at mu = 0.3, equal at mu = 0.1,
+# 0.038 vs 0.20 at mu = 0.9 (60 curves each, 100 samples per step; benchmarks/fit_quality.py)
+_KNOWN_MOMENTUM = 0.3
+_INERTIAL_MOMENTUM = 0.5  # fallback: from here the heavy-ball start is S-shaped (theory.md s. 6)
 
 
 class TrajectoryPruner(BasePruner):
@@ -68,9 +75,13 @@ class TrajectoryPruner(BasePruner):
         statistic: ``"final"``: reward at the horizon; ``"mean"``: mean reward over steps up to
             the horizon (use it when the objective is the mean reward of the run).
         models: Trajectory models passed to `advisor.dynamics.fit_trajectory`. ``None``: the
-            exponential, plus the inertial oscillator when the trial's heavy-ball ``momentum``
-            is >= 0.5 (its slow start makes an exponential-only band too narrow:
-            ``benchmarks/fit_quality.py`` measured 16-64% coverage of a nominal 90% band).
+            exact heavy-ball map at the trial's known momentum when the trial runs heavy-ball
+            SGD with ``momentum`` >= 0.3 (``trial.params["momentum"]``, or ``optim="sgd"``
+            with ``optim_args="momentum=..."``; Adam's ``adam_beta1`` is an EMA, not heavy-ball
+            momentum), else the exponential. The slow inertial start of heavy ball makes an
+            exponential-only band too narrow (``benchmarks/fit_quality.py``: 16-64% coverage
+            of a nominal 90% band at mu = 0.9). If the heavy-ball fit fails, the exponential
+            and the oscillator are tried instead.
         detect_collapse: Apply the collapse rule.
 
     Example:
@@ -200,11 +211,8 @@ class TrajectoryPruner(BasePruner):
 
     def _optimistic(self, trial: FrozenTrial, steps: np.ndarray, rewards: np.ndarray,
                     horizon: int, maximize: bool) -> float | None:
-        from advisor import dynamics
-
         try:
-            fit = dynamics.fit_trajectory(rewards, steps=steps, models=_models_for(trial,
-                                                                                self._models))
+            fit = _fit(trial.params, steps, rewards, self._models)
             n_future = horizon - int(steps[-1])
             # the band at <= 16 future steps: predict() costs ~25 us per step and 500 draws
             points = (np.array([float(horizon)]) if self._statistic == "final" else
@@ -256,10 +264,53 @@ def _warn(msg: str) -> None:
     warnings.warn(f"TrajectoryPruner: {msg}", AdvisorWarning, stacklevel=3)
 
 
-def _models_for(trial: FrozenTrial, models: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The trajectory models to fit: as configured, or by the trial's heavy-ball momentum."""
-    if models is not None:
-        return models
-    momentum = trial.params.get("momentum", 0.0)
-    inertial = isinstance(momentum, (int, float)) and momentum >= _INERTIAL_MOMENTUM
-    return ("exponential", "oscillator") if inertial else ("exponential",)
+def _heavy_ball_momentum(params: Mapping[str, Any]) -> float | None:
+    """The heavy-ball momentum mu of a trial's parameters, or None when it is not heavy ball.
+
+    Read as `advisor.knobs` does: a ``momentum`` parameter (with ``optim`` absent or
+    ``"sgd"``), or ``optim="sgd"`` with ``optim_args="momentum=..."`` (plain SGD: 0). AdamW
+    (any other ``optim``) has no heavy-ball momentum: ``adam_beta1`` is an EMA. A value that is
+    not a number in [0, 1) gives None (the caller falls back to the default models).
+    """
+    optim = params.get("optim")
+    name = None if optim is None else str(getattr(optim, "value", optim))
+    if name is not None and name != "sgd":
+        return None
+    value: Any = params.get("momentum")
+    if value is None and name == "sgd":
+        args = params.get("optim_args")
+        pairs = [item.split("=", 1) for item in str(args or "").replace(" ", "").split(",")]
+        value = dict(p for p in pairs if len(p) == 2).get("momentum", 0.0)
+    try:
+        mu = float(value)
+    except (TypeError, ValueError):
+        return None
+    return mu if 0.0 <= mu < 1.0 and not isinstance(value, bool) else None
+
+
+def _fit_kwargs(params: Mapping[str, Any], models: tuple[str, ...] | None
+                ) -> list[dict[str, Any]]:
+    """`fit_trajectory` arguments to try in order: as configured, or by the known momentum."""
+    mu = _heavy_ball_momentum(params)
+    if models is not None:  # as configured; an explicit heavy_ball needs the trial's momentum
+        return [{"models": models, "momentum": mu} if "heavy_ball" in models else
+                {"models": models}]
+    inertial = mu is not None and mu >= _INERTIAL_MOMENTUM
+    fallback = {"models": ("exponential", "oscillator") if inertial else ("exponential",)}
+    if mu is not None and mu >= _KNOWN_MOMENTUM:
+        return [{"models": ("heavy_ball",), "momentum": mu}, fallback]
+    return [fallback]
+
+
+def _fit(params: Mapping[str, Any], steps: np.ndarray, rewards: np.ndarray,
+         models: tuple[str, ...] | None) -> TrajectoryFit:
+    """The first trajectory fit that succeeds (the last attempt's failure propagates)."""
+    from advisor import dynamics
+
+    *first, last = _fit_kwargs(params, models)
+    for kwargs in first:
+        try:
+            return dynamics.fit_trajectory(rewards, steps=steps, **kwargs)
+        except (AdvisorError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+            pass  # the next attempt is the fallback
+    return dynamics.fit_trajectory(rewards, steps=steps, **last)

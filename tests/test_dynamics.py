@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from advisor import _trajectory_models as _models
 from advisor import dynamics
 from advisor.dynamics import Regime
 from advisor.dynamics import damping_ratio
@@ -176,6 +180,112 @@ def test_two_timescale_recovery() -> None:
     assert fit.params["weight"] == pytest.approx(0.4, abs=0.03), "weight"
 
 
+# ---------------------------------------------------------------------------------------------
+# heavy ball at a known momentum
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("eta_k_factor", [0.01, 0.3, 1.0, 1.7, 4.0])
+def test_vectorised_heavy_ball_response_matches_recurrence(mu: float, eta_k_factor: float) -> None:
+    # the fit's kernel, for several eta K at once, against the step-by-step map; the fit's
+    # box stops at eta K = 1 + mu (non-negative or complex roots)
+    eta_k = min(eta_k_factor * max((1 - math.sqrt(mu)) ** 2, 0.3), 1 + mu)
+    k = np.arange(400.0)
+    phi = _models.phi_heavy_ball(k, np.array([[eta_k], [eta_k / 3]]), mu)
+    np.testing.assert_allclose(phi[0], _recurrence(eta_k, mu, 400), atol=1e-10)
+    np.testing.assert_allclose(phi[1], _recurrence(eta_k / 3, mu, 400), atol=1e-10)
+
+
+@pytest.mark.parametrize(("eta_k", "mu"), [(0.002, 0.9), (0.0026, 0.9), (0.5, 0.9), (1.5, 0.9),
+                                          (0.3, 0.0), (1.2, 0.0), (0.1, 0.5)])
+def test_fit_slow_rate_matches_relaxation_rate(eta_k: float, mu: float) -> None:
+    # the fit's reported rate against the public exact discrete slow root (oracle)
+    assert _models.slow_rate(eta_k, mu) == pytest.approx(relaxation_rate(eta_k / (1 - mu), mu),
+                                                         rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_heavy_ball_recovery_at_known_momentum(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = np.arange(300)
+    x, mu = 0.02, 0.9  # eta K = 0.002, zeta = 0.1 / (2 sqrt(0.002)) = 1.118: slow S-start
+    y = trajectory(k, plateau=0.8, start=0.3, rate=x, momentum=mu, model="heavy_ball")
+    fit = fit_trajectory(y + rng.normal(0, 0.02, k.size), models=("heavy_ball",), momentum=mu)
+    # sd 0.02 over 300 points: SE(x) ~ 1.6%, SE(plateau) ~ 0.0017; tolerances ~5 SE
+    assert fit.params["dimensionless_rate"] == pytest.approx(x, rel=0.08), "dimensionless_rate"
+    assert fit.plateau == pytest.approx(0.8, abs=0.01), "plateau"
+    assert fit.damping_ratio == pytest.approx(damping_ratio(x, mu), rel=0.05), "damping_ratio"
+    assert fit.rate == pytest.approx(relaxation_rate(fit.params["dimensionless_rate"], mu))
+    assert fit.natural_frequency == pytest.approx(math.sqrt(fit.params["dimensionless_rate"]
+                                                            * (1 - mu)))
+    assert abs(fit.params["dimensionless_rate"] - x) < 5 * fit.std_errors["dimensionless_rate"]
+    assert fit.params["momentum"] == mu and fit.std_errors["momentum"] == 0.0
+    assert fit.momentum == mu and fit.regime is Regime.MONOTONE
+
+
+def test_heavy_ball_joins_the_default_candidates() -> None:
+    rng = np.random.default_rng(0)
+    k = np.arange(300)
+    y = trajectory(k, plateau=0.8, start=0.3, rate=0.02, momentum=0.9, model="heavy_ball")
+    y = y + rng.normal(0, 0.02, k.size)
+    fit = fit_trajectory(y, momentum=0.9)
+    assert set(fit.candidates) >= {"exponential", "oscillator", "heavy_ball"}
+    assert fit.model == "heavy_ball"  # the true model, with fewer parameters than the oscillator
+    assert "heavy_ball" not in fit_trajectory(y).candidates
+    assert "heavy_ball" not in fit_trajectory(y, momentum=0.0).candidates  # = the exponential
+
+
+def test_heavy_ball_at_zero_momentum_is_the_exponential() -> None:
+    # oracle: with mu = 0 the map is e_k = (1 - eta K)^k, the exponential with
+    # rate -ln(1 - eta K): both fits reach the same least-squares optimum
+    rng = np.random.default_rng(3)
+    t = np.arange(120)
+    y = trajectory(t, plateau=0.85, start=0.3, rate=0.04) + rng.normal(0, 0.03, t.size)
+    hb = fit_trajectory(y, models=("heavy_ball",), momentum=0.0)
+    ex = fit_trajectory(y, models=("exponential",))
+    assert hb.model == "heavy_ball"
+    assert hb.plateau == pytest.approx(ex.plateau, abs=1e-6)
+    assert hb.start == pytest.approx(ex.start, abs=1e-6)
+    assert hb.rate == pytest.approx(ex.rate, rel=1e-5)
+    assert hb.r_squared == pytest.approx(ex.r_squared, abs=1e-10)
+    assert hb.aicc == pytest.approx(ex.aicc, abs=1e-6)
+    np.testing.assert_allclose(hb.predict([60, 300])[0], ex.predict([60, 300])[0], atol=1e-6)
+
+
+def test_underdamped_heavy_ball_fit_reports_exact_regime() -> None:
+    k = np.arange(300)
+    y = trajectory(k, plateau=0.8, start=0.3, rate=0.5, momentum=0.9, model="heavy_ball")
+    fit = fit_trajectory(y, models=("heavy_ball",), momentum=0.9)
+    assert fit.params["dimensionless_rate"] == pytest.approx(0.5, rel=1e-6)
+    assert fit.regime is regime(0.5, 0.9) is Regime.OSCILLATORY
+    # between integer steps the response is the analytic continuation of the same roots
+    mean = fit.predict([10, 10.5, 11])[0]
+    assert np.all(np.isfinite(mean)) and min(mean[0], mean[2]) < mean[1] < max(mean[0], mean[2])
+
+
+def test_heavy_ball_band_covers_a_slow_start() -> None:
+    rng = np.random.default_rng(0)
+    k = np.arange(300)
+    truth = trajectory(k, plateau=0.85, start=0.3, rate=0.02, momentum=0.9, model="heavy_ball")
+    y = truth + rng.normal(0, 0.03, k.size)
+    fit = fit_trajectory(y[:75], models=("heavy_ball",), momentum=0.9)
+    mean, low, high = fit.predict([299])
+    assert low[0] < truth[-1] < high[0]
+    assert abs(mean[0] - truth[-1]) < 0.05
+
+
+def test_select_breaks_near_ties_toward_fewer_parameters() -> None:
+    def pick(aicc: dict[str, float]) -> str:
+        sols = [SimpleNamespace(model=m) for m in aicc]
+        return dynamics._select(sols, aicc).model  # type: ignore[arg-type]
+
+    # within 0.5 AICc units the model with fewer parameters wins; same count: lower AICc
+    assert pick({"exponential": -100.0, "oscillator": -100.4}) == "exponential"
+    assert pick({"exponential": -100.0, "oscillator": -100.6}) == "oscillator"
+    assert pick({"exponential": -99.0, "heavy_ball": -100.0, "oscillator": -100.3}) == "heavy_ball"
+    assert pick({"oscillator": -100.0, "two_timescale": -100.45}) == "oscillator"
+    assert pick({"exponential": -100.0, "two_timescale": -101.0}) == "two_timescale"
+
+
 def test_pinned_plateau() -> None:
     rng = np.random.default_rng(0)
     t = np.arange(60)
@@ -194,21 +304,36 @@ def test_fit_quality_on_simulated_curves() -> None:
 
     rng = np.random.default_rng(0)
     # 400 completions per step: binomial sd of the logged mean ~0.023
-    exp_rows = [evaluate(make_curve(rng, "exp", 400), 0.25, ("exponential",))
-                for _ in range(25)]
+    exp_rows = [evaluate(make_curve(rng, "exp", 400), 0.25, "exp") for _ in range(25)]
     r2 = np.median([r["r2"] for r in exp_rows])
     ceiling = np.median([r["ceiling"] for r in exp_rows])
     assert r2 >= 0.93 and r2 >= ceiling - 0.01  # noise-limited: R^2 reaches its ceiling
+    assert np.median([r["r2_truth"] for r in exp_rows]) >= 0.99  # the fit tracks the mean
     assert np.median([r["plateau_err"] for r in exp_rows]) <= 0.01
     assert np.median([r["pred_err"] for r in exp_rows]) <= 0.05
     assert np.mean([r["cover"] for r in exp_rows]) >= 0.8
-    hb_rows = [evaluate(make_curve(rng, "hb0.9", 400), 0.25, dynamics.MODELS)
-               for _ in range(16)]
+    curves = [make_curve(rng, "hb0.9", 400) for _ in range(16)]
+    hb_rows = [evaluate(c, 0.25, "default") for c in curves]
     # the slow inertial start: AICc prefers a non-exponential model, by a clear margin
     assert np.mean([r["non_exp"] for r in hb_rows]) >= 0.8
     assert np.median([r["d_aicc"] for r in hb_rows]) > 4
     # the band stays honest on these harder prefixes (benchmark: 0.9+; 12 of 16 allows noise)
     assert np.mean([r["cover"] for r in hb_rows]) >= 0.75
+    # the known momentum (what the pruner fits): benchmark median 0.04 at 400 samples
+    known = [evaluate(c, 0.25, "pruner") for c in curves]
+    assert np.median([r["pred_err"] for r in known]) <= 0.06
+    assert np.median([r["pred_err"] for r in known]) < np.median([r["pred_err"] for r in hb_rows])
+    assert np.mean([r["cover"] for r in known]) >= 0.75
+
+
+def test_fit_quality_benchmark_runs() -> None:
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "benchmarks/fit_quality.py", "--n-curves", "2", "--samples", "400",
+           "--n-timing", "1"]
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert "Targets, `pruner` setting" in out.stdout
+    assert "hb0.9    400  " in out.stdout and "R2truth" in out.stdout
 
 
 def test_predict_interval() -> None:
@@ -287,6 +412,13 @@ def test_fit_error_carries_partial(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"steps": [0, 1, 2]}, ValueError, "must have the shape of `rewards`"),
         ({"plateau": float("nan")}, ValueError, "`plateau` must be a finite number"),
         ({"nan_policy": "drop"}, ValueError, "`nan_policy` must be one of"),
+        ({"momentum": 1.0}, ValueError, r"`momentum` must be a finite number in \[0, 1\)"),
+        ({"momentum": -0.1}, ValueError, r"`momentum` must be a finite number in \[0, 1\)"),
+        ({"momentum": float("nan")}, ValueError, r"`momentum` must be a finite number"),
+        ({"momentum": "0.9"}, TypeError, "`momentum` must be a real number, got str"),
+        ({"momentum": True}, TypeError, "`momentum` must be a real number, got bool"),
+        ({"models": ("heavy_ball",)}, ValueError, "`momentum` must be given with model"),
+        ({"models": "exponential"}, ValueError, "`models` must name at least one"),
     ],
 )
 def test_fit_bad_input(kwargs: dict, error: type, match: str) -> None:

@@ -8,9 +8,13 @@ import optuna
 import pytest
 
 from advisor.dynamics import fit_trajectory
+from advisor.dynamics import trajectory
 from advisor.exceptions import AdvisorWarning
 from advisor.instability import first_unstable_step
 from advisor.pruner import TrajectoryPruner
+from advisor.pruner import _fit
+from advisor.pruner import _fit_kwargs
+from advisor.pruner import _heavy_ball_momentum
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -231,16 +235,101 @@ def test_bad_constructor_arguments(kwargs: dict[str, Any], exc: type, match: str
         TrajectoryPruner(**kwargs)
 
 
-def test_inertial_trials_fit_the_oscillator_too() -> None:
-    from optuna.distributions import FloatDistribution
-    from optuna.trial import create_trial
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"momentum": 0.9}, 0.9),  # `momentum` alone selects heavy-ball SGD (advisor.knobs)
+    ({"optim": "sgd", "momentum": 0.5}, 0.5),
+    ({"optim": "sgd", "optim_args": "momentum=0.8,nesterov=False"}, 0.8),
+    ({"optim": "sgd"}, 0.0),  # torch.optim.SGD's default
+    ({"optim": "adamw_torch", "adam_beta1": 0.9}, None),  # beta1 is an EMA, not heavy ball
+    ({"learning_rate": 1e-3}, None),  # no optimizer information
+    ({"momentum": 1.5}, None),
+    ({"momentum": "fast"}, None),
+    ({"momentum": True}, None),
+])
+def test_heavy_ball_momentum_is_read_like_knobs(params: dict[str, Any],
+                                                expected: float | None) -> None:
+    assert _heavy_ball_momentum(params) == expected
 
-    from advisor.pruner import _models_for
 
-    def trial(momentum: float) -> optuna.trial.FrozenTrial:
-        return create_trial(params={"momentum": momentum}, value=0.0,
-                            distributions={"momentum": FloatDistribution(0.0, 0.99)})
+@pytest.mark.parametrize(("params", "models", "expected"), [
+    ({"momentum": 0.9}, None, [{"models": ("heavy_ball",), "momentum": 0.9},
+                               {"models": ("exponential", "oscillator")}]),
+    ({"momentum": 0.3}, None, [{"models": ("heavy_ball",), "momentum": 0.3},
+                               {"models": ("exponential",)}]),
+    ({"momentum": 0.2}, None, [{"models": ("exponential",)}]),
+    ({"optim": "adamw_torch"}, None, [{"models": ("exponential",)}]),
+    ({"momentum": 0.9}, ("exponential",), [{"models": ("exponential",)}]),  # explicit wins
+    ({"momentum": 0.7}, ("heavy_ball",), [{"models": ("heavy_ball",), "momentum": 0.7}]),
+])
+def test_models_by_known_momentum(params: dict[str, Any], models: tuple[str, ...] | None,
+                                  expected: list[dict[str, Any]]) -> None:
+    assert _fit_kwargs(params, models) == expected
 
-    assert _models_for(trial(0.9), None) == ("exponential", "oscillator")
-    assert _models_for(trial(0.2), None) == ("exponential",)
-    assert _models_for(trial(0.9), ("exponential",)) == ("exponential",)  # explicit wins
+
+def _momentum_study(params: dict[str, Any], rewards: list[float]) -> dict[str, Any]:
+    """InMemory study: one completed reference, then a trial with `params` reporting rewards."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                                direction="maximize", pruner=TrajectoryPruner(n_warmup_steps=30,
+                                                                             n_steps=150))
+    ref = [0.9 - 0.6 * math.exp(-0.05 * s) for s in range(151)]
+    study.add_trial(optuna.create_trial(value=ref[-1], intermediate_values=dict(enumerate(ref))))
+    study.enqueue_trial(params)
+    trial = study.ask()
+    for name, value in params.items():
+        if isinstance(value, float):
+            trial.suggest_float(name, 0.0, 0.99)
+        else:
+            trial.suggest_categorical(name, [value])
+    pruned = []
+    for step, value in enumerate(rewards):
+        trial.report(value, step)
+        pruned.append(trial.should_prune())
+    return {"pruned": pruned, **study._storage.get_trial(trial._trial_id).user_attrs}
+
+
+def test_pruner_fits_the_known_momentum_from_trial_params() -> None:
+    # a heavy-ball mu = 0.9 trial heading to 0.5 (zeta = 0.79: inertial start) + a ripple
+    k = np.arange(61)
+    truth = trajectory(k, plateau=0.5, start=0.2, rate=0.04, momentum=0.9, model="heavy_ball")
+    rewards = [float(v) for v in truth + 0.01 * np.cos(7 * k)]
+
+    def best_case(**kwargs: Any) -> float:
+        fit = fit_trajectory(np.array(rewards), steps=k.astype(float), **kwargs)
+        return float(fit.predict([150.0], interval=0.9, n_samples=500)[2][0])
+
+    sgd = _momentum_study({"momentum": 0.9}, rewards)
+    adam = _momentum_study({"optim": "adamw_torch", "adam_beta1": 0.9}, rewards)
+    hb = best_case(models=("heavy_ball",), momentum=0.9)
+    exp = best_case(models=("exponential",))
+    assert sgd["pruned"][60] and adam["pruned"][60]
+    # SGD: the exact heavy-ball band at mu = 0.9; AdamW: beta1 is not heavy ball, exponential
+    assert sgd["advisor:predicted_best_case"] == pytest.approx(hb, abs=1e-9)
+    assert adam["advisor:predicted_best_case"] == pytest.approx(exp, abs=1e-9)
+    assert hb < exp - 0.1  # the exact model is far more confident on this inertial prefix
+
+
+def test_unreadable_momentum_param_never_raises() -> None:
+    rewards = curve(0.2, 0.5, 0.1, 61)
+    out = _momentum_study({"optim": "sgd", "optim_args": "momentum=oops"}, rewards)
+    assert out["pruned"][60]  # exponential fallback: heading to 0.5 < 0.9
+    assert out["advisor:prune_reason"] == "trajectory"
+
+
+def test_failed_heavy_ball_fit_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor import dynamics
+    from advisor.exceptions import FitError
+
+    real = dynamics.fit_trajectory
+    calls: list[tuple[str, ...]] = []
+
+    def flaky(rewards: Any, **kwargs: Any) -> Any:
+        calls.append(tuple(kwargs["models"]))
+        if "heavy_ball" in kwargs["models"]:
+            raise FitError("did not converge", partial=None)
+        return real(rewards, **kwargs)
+
+    monkeypatch.setattr(dynamics, "fit_trajectory", flaky)
+    y = np.array(curve(0.2, 0.5, 0.1, 31))
+    fit = _fit({"momentum": 0.9}, np.arange(31.0), y, None)
+    assert calls == [("heavy_ball",), ("exponential", "oscillator")]
+    assert fit.model in ("exponential", "oscillator")

@@ -1,0 +1,170 @@
+"""Least-squares numerics of `advisor.dynamics.fit_trajectory` (one candidate model at a time).
+
+Conventions: see `advisor._trajectory_models` (parameter vectors, ``mu`` fixed). ``t`` and
+``y`` are the fitted steps and rewards, shape (n,); ``plateau`` pins p* when not None.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import optimize
+from scipy import stats
+
+from advisor import _trajectory_models as models
+
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """One candidate model fitted by least squares (``mu`` is the fixed heavy-ball momentum)."""
+
+    model: str
+    theta: FloatArray
+    free: npt.NDArray[np.bool_]
+    jac: FloatArray  # (n, n_free) at theta
+    sse: float
+    converged: bool
+    at_bound: bool
+    mu: float = 0.0
+
+
+def varpro(model: str, nl: FloatArray, t: FloatArray, y: FloatArray, plateau: float | None,
+           mu: float = 0.0) -> tuple[FloatArray, FloatArray]:
+    """Best linear parameters for each nonlinear row: returns (sse (m,), full theta (m, p))."""
+    B = models.basis(model, nl, t, mu)
+    m, n, r = B.shape
+    if plateau is None:  # columns [1, B...]: least squares via batched normal equations
+        X = np.concatenate([np.ones((m, n, 1)), B], axis=2)
+        target = np.broadcast_to(y, (m, n))
+    else:
+        X, target = B, np.broadcast_to(y - plateau, (m, n))
+    XtX = np.einsum("mni,mnj->mij", X, X) + 1e-12 * np.eye(X.shape[2])
+    coef = np.linalg.solve(XtX, np.einsum("mni,mn->mi", X, target)[..., None])[..., 0]
+    sse = np.sum((target - np.einsum("mni,mi->mn", X, coef)) ** 2, axis=1)
+    lin = coef if plateau is None else np.concatenate([np.full((m, 1), plateau), coef], axis=1)
+    return sse, models.linear_to_theta(model, lin, nl)
+
+
+def solve(model: str, t: FloatArray, y: FloatArray, plateau: float | None,
+          mu: float = 0.0) -> Solution:
+    """Grid search with variable projection, then joint least-squares refinement."""
+    span = max(float(t.max()), 1.0)
+    sse, theta = varpro(model, models.grid(model, span, mu), t, y, plateau, mu)
+    best = theta[int(np.nanargmin(sse))]
+    free = np.ones(best.size, dtype=bool)
+    free[0] = plateau is None
+    lb = np.full(best.size, -np.inf)
+    ub = np.full(best.size, np.inf)
+    box_lo, box_hi = models.bounds(model, span, mu)
+    lb[-box_lo.size:], ub[-box_hi.size:] = box_lo, box_hi
+    x0 = np.clip(best[free], lb[free] + 1e-9, ub[free] - 1e-9)
+
+    def resid(p: FloatArray) -> FloatArray:
+        full = best.copy()
+        full[free] = p
+        return models.evaluate(model, full, t, mu) - y
+
+    # tight tolerances: noise-free curves (simulations, the stiffness tail) need the exact optimum
+    res = optimize.least_squares(resid, x0, bounds=(lb[free], ub[free]), method="trf",
+                                 x_scale="jac", max_nfev=30 * x0.size, ftol=1e-12, xtol=1e-12,
+                                 gtol=1e-12)
+    full = best.copy()
+    full[free] = res.x
+    at_bound = bool(np.any(np.isclose(res.x, lb[free], atol=1e-6) |
+                           np.isclose(res.x, ub[free], atol=1e-6)))
+    return Solution(model, full, free, np.asarray(res.jac), float(2 * res.cost),
+                    bool(res.status > 0 and np.isfinite(res.cost)), at_bound, mu)
+
+
+def information(sse: float, n: int, k: int) -> tuple[float, float]:
+    """AICc and BIC with k fitted parameters plus the noise variance."""
+    k += 1
+    ll = n * math.log(max(sse, 1e-300) / n)
+    aicc = ll + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+    return aicc, ll + k * math.log(n)
+
+
+def covariance(sol: Solution, n: int, inflate: float) -> FloatArray:
+    """s^2 (J^T J)^-1 times the autocorrelation inflation; inf when J is singular."""
+    k = int(sol.free.sum())
+    norms = np.linalg.norm(sol.jac, axis=0)
+    scaled = sol.jac / np.where(norms > 0, norms, 1)
+    jtj = scaled.T @ scaled
+    if not (np.all(norms > 0) and np.linalg.cond(jtj) < 1e12):  # column-scaled condition
+        return np.full((k, k), np.inf)
+    return np.linalg.inv(jtj) / np.outer(norms, norms) * sol.sse / (n - k) * inflate
+
+
+def public(sol: Solution, cov: FloatArray) -> tuple[dict[str, float], dict[str, float]]:
+    """Public parameters and their standard errors (delta method, numeric gradient)."""
+    th = sol.theta
+    vals = {k: float(v) for k, v in models.values(sol.model, th, sol.mu).items()}
+    full_cov = np.zeros((th.size, th.size))
+    full_cov[np.ix_(sol.free, sol.free)] = cov
+    if not np.all(np.isfinite(cov)):
+        return vals, dict.fromkeys(vals, math.inf)
+    h = 1e-6
+    up = [models.values(sol.model, th + d, sol.mu) for d in h * np.eye(th.size)]
+    dn = [models.values(sol.model, th - d, sol.mu) for d in h * np.eye(th.size)]
+    errs = {}
+    for name in vals:
+        g = np.array([(u[name] - d[name]) / (2 * h) for u, d in zip(up, dn, strict=True)])
+        ok = np.all(np.isfinite(g))
+        errs[name] = float(np.sqrt(max(g @ full_cov @ g, 0.0))) if ok else math.inf
+    return vals, errs
+
+
+def prediction_band(model: str, t: FloatArray, y: FloatArray, plateau: float | None,
+                    theta_hat: FloatArray, cov: FloatArray, t_new: FloatArray, level: float,
+                    n_nodes: int, rng: np.random.Generator, inflate: float, mu: float = 0.0
+                    ) -> tuple[FloatArray, FloatArray]:
+    """Profile-likelihood prediction interval of a new logged reward at ``t_new``.
+
+    For fixed nonlinear parameters the model is linear, so the least-squares cost with a new
+    observation v added is SSE_g + (v - f_g)^2 / (1 + h_g) (h_g the leverage of the new point).
+    The band is every v whose profile cost over the nonlinear nodes g stays below
+    SSE_min (1 + r t^2 / nu), which is the exact Student-t prediction interval when the model
+    is linear (nu residual degrees of freedom; r = inflation for autocorrelated residuals).
+    Nodes: uniform on the box of :func:`advisor._trajectory_models.bounds` and a 3x-widened
+    Laplace normal at the fit.
+    """
+    lo, hi = models.bounds(model, max(float(t.max()), 1.0), mu)
+    dim = lo.size
+    n_nodes = max(n_nodes // 4, 50) if dim == 1 else n_nodes  # one rate: a few hundred suffice
+    nl_hat = models.nonlinear(model, theta_hat)
+    c = cov[-dim:, -dim:] * 9.0
+    n_g = n_nodes * 2 // 3 if np.all(np.isfinite(c)) else 0
+    nodes = [lo + (hi - lo) * rng.random((n_nodes - n_g, dim)), nl_hat[None]]
+    if n_g:
+        nodes.append(rng.multivariate_normal(nl_hat, c, size=n_g, method="eigh"))
+    nl = np.vstack(nodes)
+    nl = nl[np.all((nl >= lo) & (nl <= hi), axis=1)]
+    target = y if plateau is None else y - plateau
+
+    def design(tt: FloatArray) -> FloatArray:
+        B = models.basis(model, nl, tt, mu)
+        return B if plateau is not None else np.concatenate([np.ones(B.shape[:2] + (1,)), B], 2)
+
+    X = design(t)
+    XtX = np.matmul(X.transpose(0, 2, 1), X)
+    ridge = 1e-12 * np.trace(XtX, axis1=1, axis2=2)[:, None, None] * np.eye(X.shape[2])
+    inv = np.linalg.inv(XtX + ridge)
+    coef = np.matmul(inv, (X.transpose(0, 2, 1) @ target)[..., None])  # (g, r, 1)
+    sse = np.sum((target - (X @ coef)[..., 0]) ** 2, axis=1)
+    Xn = design(t_new)
+    f = (Xn @ coef)[..., 0] + (0.0 if plateau is None else plateau)
+    lev = np.sum((Xn @ inv) * Xn, axis=2)
+    nu = max(y.size - int(theta_hat.size - (plateau is not None)), 1)
+    sse_min = max(float(np.nanmin(sse)), 1e-300)
+    threshold = sse_min * (1 + inflate * stats.t.ppf((1 + level) / 2, nu) ** 2 / nu)
+    half = np.sqrt(np.clip(threshold - sse, 0.0, None)[:, None] * (1 + lev))
+    inside = (sse <= threshold)[:, None] & np.isfinite(f) & np.isfinite(half)
+    low = np.where(inside, f - half, np.inf).min(axis=0)
+    high = np.where(inside, f + half, -np.inf).max(axis=0)
+    return low, high
