@@ -83,6 +83,10 @@ class TrajectoryPruner(BasePruner):
             of a nominal 90% band at mu = 0.9). If the heavy-ball fit fails, the exponential
             and the oscillator are tried instead.
         detect_collapse: Apply the collapse rule.
+        defaults: Knobs the study does not search, in GRPOConfig names plus ``momentum``
+            (the ``defaults`` given to `advisor.StableRegionSampler`), e.g.
+            ``{"momentum": 0.9}`` when every trial runs heavy-ball SGD at a fixed momentum: the
+            trial's parameters take precedence. Used to read the trial's heavy-ball momentum.
 
     Example:
         >>> import optuna
@@ -109,6 +113,7 @@ class TrajectoryPruner(BasePruner):
         statistic: Statistic = "final",
         models: tuple[str, ...] | None = None,
         detect_collapse: bool = True,
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, low=0)
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, low=1)
@@ -123,6 +128,10 @@ class TrajectoryPruner(BasePruner):
             raise ValueError("`models` must name at least one trajectory model, got ().")
         self._models = None if models is None else tuple(models)
         self._detect_collapse = bool(detect_collapse)
+        if defaults is not None and not isinstance(defaults, Mapping):
+            raise TypeError(f"`defaults` must be a mapping of knob names to values, got "
+                            f"{type(defaults).__name__}. Example: {{'momentum': 0.9}}.")
+        self._defaults = dict(defaults or {})
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
@@ -212,7 +221,7 @@ class TrajectoryPruner(BasePruner):
     def _optimistic(self, trial: FrozenTrial, steps: np.ndarray, rewards: np.ndarray,
                     horizon: int, maximize: bool) -> float | None:
         try:
-            fit = _fit(trial.params, steps, rewards, self._models)
+            fit = _fit({**self._defaults, **trial.params}, steps, rewards, self._models)
             n_future = horizon - int(steps[-1])
             # the band at <= 16 future steps: predict() costs ~25 us per step and 500 draws
             points = (np.array([float(horizon)]) if self._statistic == "final" else

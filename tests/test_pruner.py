@@ -266,11 +266,12 @@ def test_models_by_known_momentum(params: dict[str, Any], models: tuple[str, ...
     assert _fit_kwargs(params, models) == expected
 
 
-def _momentum_study(params: dict[str, Any], rewards: list[float]) -> dict[str, Any]:
+def _momentum_study(params: dict[str, Any], rewards: list[float],
+                    defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """InMemory study: one completed reference, then a trial with `params` reporting rewards."""
+    pruner = TrajectoryPruner(n_warmup_steps=30, n_steps=150, defaults=defaults)
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
-                                direction="maximize", pruner=TrajectoryPruner(n_warmup_steps=30,
-                                                                             n_steps=150))
+                                direction="maximize", pruner=pruner)
     ref = [0.9 - 0.6 * math.exp(-0.05 * s) for s in range(151)]
     study.add_trial(optuna.create_trial(value=ref[-1], intermediate_values=dict(enumerate(ref))))
     study.enqueue_trial(params)
@@ -306,6 +307,18 @@ def test_pruner_fits_the_known_momentum_from_trial_params() -> None:
     assert sgd["advisor:predicted_best_case"] == pytest.approx(hb, abs=1e-9)
     assert adam["advisor:predicted_best_case"] == pytest.approx(exp, abs=1e-9)
     assert hb < exp - 0.1  # the exact model is far more confident on this inertial prefix
+    # a fixed (not searched) momentum given as the pruner's defaults is read the same way
+    fixed = _momentum_study({"top_p": 0.5}, rewards,
+                            defaults={"momentum": 0.9})
+    assert fixed["advisor:predicted_best_case"] == pytest.approx(hb, abs=1e-9)
+    # the trial's own optimizer wins over the defaults: AdamW has no heavy-ball momentum
+    mixed = _momentum_study({"optim": "adamw_torch"}, rewards, defaults={"momentum": 0.9})
+    assert mixed["advisor:predicted_best_case"] == pytest.approx(exp, abs=1e-9)
+
+
+def test_pruner_defaults_must_be_a_mapping() -> None:
+    with pytest.raises(TypeError, match="`defaults` must be a mapping"):
+        TrajectoryPruner(defaults=[("momentum", 0.9)])  # type: ignore[arg-type]
 
 
 def test_unreadable_momentum_param_never_raises() -> None:

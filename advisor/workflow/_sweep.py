@@ -83,11 +83,12 @@ def _sampler_and_pruner(study: StudyFile, pilot: StudyPilot | None, guided: bool
     from advisor.pruner import TrajectoryPruner
     from advisor.sampler import StableRegionSampler
 
+    defaults = pilot.knob_defaults(study)
     sampler = StableRegionSampler(model=pilot.model(), search_space=study.distributions(),
-                                  defaults=pilot.knob_defaults(study), seed=seed)
+                                  defaults=defaults, seed=seed)
     statistic = "mean" if study.objective == "builtin:bandit" else "final"
     pruner = TrajectoryPruner(n_steps=study.budget.steps, statistic=statistic,
-                              n_warmup_steps=10, n_startup_trials=2)
+                              n_warmup_steps=10, n_startup_trials=2, defaults=defaults)
     return sampler, pruner
 
 
