@@ -20,12 +20,30 @@ trial.params))`` works. The base sampler never sees ``learning_rate``: it is han
 study in which every trial's ``learning_rate`` is replaced by its ``advisor:lr_fraction`` user
 attribute, so TPE, GP and CMA-ES learn on the fixed box.
 
-Online update: the edge factor ``s`` is recomputed at every trial from the finished trials in
-the storage (user attributes only, so it works across workers and restarts). Each trial's
-evidence is its ratio ``r = learning_rate / advisor:lr_max_model`` and whether it collapsed
-(``advisor:collapsed`` set by the objective, or ``advisor:prune_reason == "collapse"`` set by
-`advisor.TrajectoryPruner`). ``s`` minimises the number of misclassified trials (stable above
-the edge plus collapsed below it) and, among minimisers, stays closest to the model (``s = 1``).
+Online update: the edge factors are recomputed at every trial from the finished trials in
+the storage (user attributes and parameters only, so it works across workers and restarts; a
+cache in ``advisor._sampler_evidence`` reads each finished trial once, so the cost per trial
+does not grow with the study). Each trial's evidence is its ratio
+``r = learning_rate / advisor:lr_max_model`` and whether it collapsed (``advisor:collapsed``
+set by the objective, or ``advisor:prune_reason == "collapse"`` set by
+`advisor.TrajectoryPruner`). The global factor ``s`` minimises the number of misclassified
+trials (stable above the edge plus collapsed below it) and, among minimisers, stays closest to
+the model (``s = 1``): it rises only with stable runs above the model's edge. The local factor
+(``local_radius``) answers a collapse that the global count outvotes: a collapse at ``r_c``
+caps every knob combination within ``local_radius`` of it (unit box of the numeric knobs) at
+``max(r_c / 2, min(sqrt(r_c b), b e^m))`` times its edge, ``b`` the highest stable ratio below
+``r_c`` nearby (``r_c / 2`` without one), from the next trial of any worker on; the cap
+``e^-m`` times that never exceeds ``max(b, r_c e^-m / 2)``, so trials at the cap cannot creep
+it up towards the collapse. Neither factor falls below half the collapse's ratio because of a
+stable run far below it (the global one did before: one collapse at 0.25 and one stable run at
+0.01 set ``s = 0.05``, a study of the TRL benchmark's ablation (iv-b) lost its region that way).
+
+Why (bandit benchmark, development seeds 11 and 5, 2 x 800 plugin trials before the local
+factor): the 32 collapsed trials were none of them guided, all had ``s = 1`` (the online update
+had never moved), all sat at 0.7-1.0 of the stability coordinate (at the chance-constrained cap,
+P(stable) 0.980-0.999) and 24 of 32 at ``steps_per_generation = 2`` (10.8% of those trials
+collapsed, 0.9% at 1 and 1.0% at 3): the model's edge is too high there, a region the
+global factor cannot see because stable runs elsewhere outvote the collapses.
 
 Guided start: an advisor that knows the edge should not open with blind exploration. The first
 ``n_guided_trials`` trials (default 1) run the predicted-fastest stable configuration: the knob
@@ -62,10 +80,11 @@ from optuna.trial import TrialState
 from scipy.special import ndtr
 from scipy.special import ndtri
 
+from advisor._sampler_evidence import Evidence
+from advisor._sampler_evidence import edge_factor_sorted
 from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor.exceptions import AdvisorWarning
-from advisor.instability import trial_collapsed
 
 
 if TYPE_CHECKING:
@@ -78,7 +97,6 @@ __all__ = ["StableRegionSampler", "edge_factor"]
 LR = "learning_rate"
 FRACTION_KEY = "advisor:lr_fraction"
 _FRACTION_DIST = FloatDistribution(0.0, 1.0)
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _PER_DECADE = 24  # grid points per decade of learning rate (1.1x apart); the model's cost is
 # per knob combination, not per row, so a fine grid is nearly free
 
@@ -110,25 +128,8 @@ def edge_factor(ratios: Sequence[float], collapsed: Sequence[bool], *,
     """
     r = np.asarray(ratios, dtype=float)
     y = np.asarray(collapsed, dtype=bool)
-    if r.size == 0:
-        return prior
     order = np.argsort(r, kind="stable")
-    r, y = r[order], y[order]
-    # candidate s at each data point and at 0: errors(s) for s in [r_k, r_{k+1})
-    cand = np.concatenate(([0.0], r))
-    n_stable_above = (~y).sum() - np.concatenate(([0], np.cumsum(~y)))
-    n_collapse_below = np.concatenate(([0], np.cumsum(y)))
-    err = n_stable_above + n_collapse_below
-    k0 = int(np.searchsorted(r, prior, side="right"))  # interval holding the prior
-    if err[k0] == err.min():
-        return prior
-    best = np.flatnonzero(err == err.min())
-    k = int(best[np.argmin(np.abs(best - k0))])
-    if k > k0:  # raise: up to the highest stable ratio of the minimising interval
-        return float(cand[k])
-    upper = r[k]  # lower: the interval [cand[k], r[k]) ends at a collapse
-    lower = cand[k] if cand[k] > 0 else upper / 4.0
-    return float(math.sqrt(lower * upper))
+    return edge_factor_sorted(r[order], y[order], prior)
 
 
 class _View(optuna.study.Study):
@@ -161,7 +162,8 @@ class StableRegionSampler(BaseSampler):
     learning rate in range are moved to the nearest stable candidate of a vectorised draw (no
     rejection loop). Each trial records its prediction as ``advisor:`` user attributes
     (``margin``, ``p_stable``, ``regime``, ``damping_ratio``, ``time_constant``, ``plateau``,
-    ``lr_max_model``, ``lr_upper``, ``edge_scale``, ``lr_fraction``, ``in_region``).
+    ``lr_max_model``, ``lr_upper``, ``edge_scale``, ``local_scale``, ``lr_fraction``,
+    ``in_region``).
 
     Args:
         model: A `advisor.stability.StabilityModel` (anything with ``assess(params)`` returning a
@@ -179,8 +181,11 @@ class StableRegionSampler(BaseSampler):
         alpha: Chance constraint: P(stable) >= 1 - alpha, alpha in (0, 1), from the model's
             uncertainty about the edge; None turns it off (the margin alone). alpha bounds each
             trial's collapse probability, and a sweep that learns where the fast configurations
-            are puts many trials at the cap, so the share of collapsed trials approaches alpha:
-            the default 0.02 is the 2% of trials a sweep can afford to lose.
+            are puts many trials at the cap, so the share of collapsed trials approaches alpha,
+            or exceeds it where the model is overconfident. The default 0.01 is half of the 2%
+            of trials a sweep can afford to lose: near the cap the model's P(collapse) was
+            about 2x too low on the bandit benchmark's development seeds (0.75-1.8% predicted,
+            3-4.6% observed), and with 0.02 two of five seeds lost 2.4% of trials.
         online_update: Recompute the edge factor from the finished trials (module docstring).
         max_time_constant: Skip learning rates too small to matter: the lowest sampled rate is
             the one whose predicted time constant is this many optimizer steps (None: the
@@ -198,6 +203,11 @@ class StableRegionSampler(BaseSampler):
             ``1 / time_constant``; guided trial k runs the k-th fastest combination. They are
             marked ``advisor:guided``. An advisor that knows the edge should not spend its first
             trials exploring blindly; the base sampler then learns from them. 0 turns it off.
+        local_radius: Radius (Euclidean, in the unit box of the numeric knobs, log-scaled for
+            log distributions; categorical knobs are ignored) within which a collapsed trial
+            lowers the cap of other knob combinations (module docstring); recorded as
+            ``advisor:local_scale``. None turns the local factor off; it needs
+            ``online_update``.
 
     Example:
         >>> import optuna
@@ -230,12 +240,13 @@ class StableRegionSampler(BaseSampler):
         defaults: Mapping[str, Any] | None = None,
         safety_margin: float = 0.1,
         min_damping_ratio: float | None = None,
-        alpha: float | None = 0.02,
+        alpha: float | None = 0.01,
         online_update: bool = True,
         max_time_constant: float | None = None,
         edge_bias: float = 1.0,
         n_candidates: int = 128,
         n_guided_trials: int = 1,
+        local_radius: float | None = 0.25,
     ) -> None:
         if not callable(getattr(model, "assess", None)):
             raise TypeError(f"`model` must have an assess(params) method (a StabilityModel), "
@@ -253,6 +264,9 @@ class StableRegionSampler(BaseSampler):
             "alpha", alpha, low=0.0, high=1.0, low_closed=False, high_closed=False,
             hint="It is the allowed probability of instability, e.g. 0.05."))
         self._online = bool(online_update)
+        self._radius = (None if local_radius is None else check_interval(
+            "local_radius", local_radius, low=0.0,
+            hint="It is a distance in the unit box of the numeric knobs, e.g. 0.25."))
         self._n_candidates = check_int("n_candidates", n_candidates, low=1)
         self._n_guided = check_int("n_guided_trials", n_guided_trials, low=0)
         self._edge_bias = check_interval("edge_bias", edge_bias, low=1.0)
@@ -268,8 +282,7 @@ class StableRegionSampler(BaseSampler):
         self._cache: dict[tuple[int, int], Any] = {}
         self._intersection: dict[int, IntersectionSearchSpace] = {}
         self._warned: set[str] = set()
-        self._seen: dict[tuple[int, int], dict[int, tuple[float, bool] | None]] = {}
-        self._scales: dict[tuple[int, int], float] = {}
+        self._evidence: dict[tuple[int, int], Evidence] = {}
 
     # ---------------------------------------------------------------- hooks forwarded to the base
     def reseed_rng(self) -> None:
@@ -331,7 +344,11 @@ class StableRegionSampler(BaseSampler):
             return params
         assert isinstance(lr_dist, FloatDistribution)
         u = float(params.pop(FRACTION_KEY))
-        if trial.number < self._n_guided:
+        # values fixed by enqueue_trial win over any proposal: place the rate for them
+        fixed = {k: v for k, v in (trial.system_attrs.get("fixed_params") or {}).items()
+                 if k in search_space}
+        params.update({k: v for k, v in fixed.items() if k != LR})
+        if trial.number < self._n_guided and not fixed:
             try:
                 return self._guide(study, trial, params, search_space, lr_dist)
             except Exception as exc:  # never raise over one trial's data
@@ -340,7 +357,8 @@ class StableRegionSampler(BaseSampler):
         if startup and self._edge_bias > 1.0:  # Beta(a, 1) by inversion of the base's draw
             u = u ** (1.0 / self._edge_bias)
         try:
-            params = self._place(study, trial, params, search_space, lr_dist, u)
+            params = self._place(study, trial, params, search_space, lr_dist, u,
+                                 fixed=fixed)
         except Exception as exc:  # never raise over one trial's data
             self._warn(f"the stability model failed on trial {trial.number} ({exc}); "
                        "learning_rate falls back to the base sampler and is not constrained.")
@@ -382,11 +400,16 @@ class StableRegionSampler(BaseSampler):
     # ------------------------------------------------------------------------------- internals
     def _place(self, study: Study, trial: FrozenTrial, params: dict[str, Any],
                space: Mapping[str, BaseDistribution], lr_dist: FloatDistribution,
-               u: float) -> dict[str, Any]:
-        table = self._table(study, self._knobs(params), lr_dist)
-        if table.upper < lr_dist.low:
-            params = self._repair(params, space, lr_dist, trial.number, table.scale)
-            table = self._table(study, self._knobs(params), lr_dist)
+               u: float, *, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        ev = self._refresh(study)
+        table = self._table(study, self._knobs(params), lr_dist, ev=ev)
+        if fixed and LR in fixed:  # enqueued rate: record its prediction, as after_trial does
+            self._record(study, trial, table, float(fixed[LR]), None)
+            params[LR] = float(fixed[LR])
+            return params
+        if table.upper < lr_dist.low and not fixed:
+            params = self._repair(params, space, lr_dist, trial.number, table.scale, ev)
+            table = self._table(study, self._knobs(params), lr_dist, ev=ev)
         # max(): nothing stable was found (warned in _repair); the lowest rate is used
         lr = _map_fraction(u, lr_dist, max(table.upper, lr_dist.low), table.lower)
         self._record(study, trial, table, lr, u)
@@ -435,8 +458,9 @@ class StableRegionSampler(BaseSampler):
                              f"got {lr_dist!r}.")
         names = [k for k in search_space if k != LR and _is_knob(k)]
         ranked: list[tuple[float, int, dict[str, Any], float]] = []
+        ev = self._refresh(study)
         for i, combo in enumerate(_guide_grid({k: search_space[k] for k in names})):
-            table = self._table(study, self._knobs(combo), lr_dist)
+            table = self._table(study, self._knobs(combo), lr_dist, ev=ev)
             if table.upper < lr_dist.low:
                 continue
             rate, lr = _fastest(table, lr_dist)
@@ -485,11 +509,17 @@ class StableRegionSampler(BaseSampler):
         return {k: np.array([getattr(r, k, np.nan) for r in rows], dtype=object
                             if k == "regime" else float) for k in keys}
 
-    def _table(self, study: Study, knobs: Mapping[str, Any],
-               lr_dist: FloatDistribution) -> _Table:
+    def _table(self, study: Study, knobs: Mapping[str, Any], lr_dist: FloatDistribution,
+               *, ev: Evidence | None = None) -> _Table:
         """One model call: the edge and, on a log grid of the declared range, P(stable) (at
-        lr / s, the model's frame), damping ratio, time constant and regime; then the cap."""
-        s = self._edge_scale(study)
+        lr / s, the model's frame), damping ratio, time constant and regime; then the cap
+        (global edge factor s, local factor of the knobs' neighbourhood, margin, chance
+        constraint, damping floor). ``ev``: evidence already refreshed for this trial."""
+        if ev is None:
+            ev = self._refresh(study)
+        s = 1.0 if ev is None else ev.scale()
+        local = None if ev is None or self._radius is None else \
+            ev.local_scale(knobs, self._radius, self._margin)
         lo, hi = lr_dist.low, lr_dist.high
         vectorised = callable(getattr(self._model, "assess_many", None))
         per_decade = _PER_DECADE if vectorised else 2  # a loop over assess() is slow
@@ -502,6 +532,8 @@ class StableRegionSampler(BaseSampler):
         prob = np.asarray(out["probability"][:n], dtype=float)
         zeta = np.asarray(out["damping_ratio"][n:], dtype=float)
         upper = min(hi, s * top * math.exp(-self._margin))
+        if local is not None:
+            upper = min(upper, local * top * math.exp(-self._margin))
         if self._alpha is not None:
             upper = min(upper, _crossing(grid, _probit(prob) - ndtri(1.0 - self._alpha)))
         if self._zeta_min is not None:
@@ -511,47 +543,26 @@ class StableRegionSampler(BaseSampler):
         lower = lo
         if self._tau_max is not None:
             lower = _floor(grid, tau, self._tau_max, upper)
-        return _Table(top=top, scale=s, upper=upper, lower=lower, grid=grid, probability=prob,
-                      zeta=zeta, time_constant=tau,
+        return _Table(top=top, scale=s, local=local, upper=upper, lower=lower, grid=grid,
+                      probability=prob, zeta=zeta, time_constant=tau,
                       regime=np.asarray(out["regime"][n:], dtype=object))
 
-    def _edge_scale(self, study: Study) -> float:
-        """Online edge factor from the finished trials in the storage (module docstring).
+    def _refresh(self, study: Study) -> Evidence | None:
+        """The study's online evidence, brought up to date (None if ``online_update`` is off).
 
-        Finished trials are immutable, so their evidence is memoised by trial id; the result is
-        what a fresh sampler (another worker, a restart) computes from the same storage.
+        Only trials that were running or did not exist at the last refresh are read (finished
+        trials never change), so the result is what a fresh sampler (another worker, a restart)
+        computes from the same storage, at a cost that does not grow with the study.
         """
         if not self._online:
-            return 1.0
-        key = (id(study._storage), study._study_id)
-        seen = self._seen.setdefault(key, {})
-        trials = study.get_trials(deepcopy=False, states=_FINISHED)
-        missing = len(trials) - len(seen)
-        if missing > 0:
-            for t in reversed(trials):  # new trials are usually the last ones
-                if t._trial_id not in seen:
-                    seen[t._trial_id] = self._evidence(study._storage, t)
-                    missing -= 1
-                    if missing <= 0:
-                        break
-            self._scales.pop(key, None)
-        if key not in self._scales:
-            ev = [e for e in seen.values() if e is not None]
-            self._scales[key] = edge_factor([e[0] for e in ev], [e[1] for e in ev])
-        return self._scales[key]
-
-    @staticmethod
-    def _evidence(storage: Any, t: FrozenTrial) -> tuple[float, bool] | None:
-        """(lr / model edge, collapsed) of a finished trial, or None without evidence."""
-        ua = t.user_attrs
-        top, lr = ua.get("advisor:lr_max_model"), t.params.get(LR)
-        collapsed = trial_collapsed(ua)
-        if not (isinstance(top, (int, float)) and isinstance(lr, (int, float))
-                and top > 0 and lr > 0):
             return None
-        if collapsed or t.state == TrialState.COMPLETE:
-            return float(lr) / float(top), collapsed
-        return None
+        key = (id(study._storage), study._study_id)
+        ev = self._evidence.get(key)
+        if ev is None or not ev.matches(study._storage):
+            ev = self._evidence[key] = Evidence(storage=study._storage,
+                                                study_id=study._study_id, space=self._space)
+        ev.refresh(study)
+        return ev
 
     def _rewrite(self, storage: Any, t: FrozenTrial) -> FrozenTrial:
         if LR not in t.params:
@@ -571,7 +582,8 @@ class StableRegionSampler(BaseSampler):
         return new
 
     def _repair(self, params: dict[str, Any], space: Mapping[str, BaseDistribution],
-                lr_dist: FloatDistribution, number: int, scale: float) -> dict[str, Any]:
+                lr_dist: FloatDistribution, number: int, scale: float,
+                ev: Evidence | None = None) -> dict[str, Any]:
         """Nearest knob combination (normalised box distance) with a stable rate in range."""
         names = [k for k in space if k != LR and _is_knob(k)]
         n = self._n_candidates
@@ -579,18 +591,30 @@ class StableRegionSampler(BaseSampler):
         fixed = self._knobs({k: v for k, v in params.items() if k not in names})
         out = self._query(fixed, np.full(n, lr_dist.low / scale), extra=cand)
         tops = np.asarray(out["max_learning_rate"], dtype=float)
-        ok = scale * tops * math.exp(-self._margin) >= lr_dist.low
+        shrink = math.exp(-self._margin)
+        ok = scale * tops * shrink >= lr_dist.low
         if self._alpha is not None:  # the chance constraint must hold at the lowest rate too
             ok &= np.asarray(out["probability"], dtype=float) >= 1.0 - self._alpha
-        if not ok.any():
-            self._warn(f"no stable knob combination found for trial {number} "
-                       f"among {n} candidates; it runs at the lowest learning rate and is "
-                       "marked advisor:in_region=False.")
-            return params
+        local = self._radius is not None and ev is not None and ev.n_collapsed > 0
+        rows = [{**fixed, **{k: cand[k][i] for k in names}} for i in range(n)]
+        lowest = np.full(n, math.inf)
+        if local:  # a nearby collapse at r_c caps below r_c: a cheap screen for all candidates
+            assert ev is not None and self._radius is not None
+            lowest = ev.near_collapse(rows, self._radius)
+            ok &= lowest * tops * shrink >= lr_dist.low
         dist = sum((_unit(space[k], cand[k]) - _unit(space[k], [params[k]])[0]) ** 2
                    for k in names)
-        i = int(np.argmin(np.where(ok, dist, np.inf)))
-        return {**params, **{k: _plain(cand[k][i]) for k in names}}
+        for i in np.argsort(np.where(ok, dist, np.inf), kind="stable")[:int(ok.sum())]:
+            if np.isfinite(lowest[i]):  # the exact local factor, nearest candidates first
+                assert ev is not None and self._radius is not None
+                loc = ev.local_scale(rows[i], self._radius, self._margin)
+                if loc is not None and loc * tops[i] * shrink < lr_dist.low:
+                    continue
+            return {**params, **{k: _plain(cand[k][i]) for k in names}}
+        self._warn(f"no stable knob combination found for trial {number} "
+                   f"among {n} candidates; it runs at the lowest learning rate and is "
+                   "marked advisor:in_region=False.")
+        return params
 
     def _record(self, study: Study, trial: FrozenTrial, table: _Table, lr: float,
                 u: float | None) -> None:
@@ -602,8 +626,10 @@ class StableRegionSampler(BaseSampler):
         regime = table.regime[i]
         attrs = {
             "advisor:learning_rate": lr, "advisor:lr_max_model": table.top,
-            "advisor:edge_scale": table.scale, "advisor:lr_upper": table.upper,
-            "advisor:margin": math.log(table.scale * table.top / lr),
+            "advisor:edge_scale": table.scale, "advisor:local_scale": table.local,
+            "advisor:lr_upper": table.upper,
+            "advisor:margin": math.log(min(table.scale, table.local or math.inf)
+                                       * table.top / lr),
             "advisor:p_stable": float(ndtr(np.interp(x, lg, _probit(table.probability)))),
             "advisor:damping_ratio": _loglog(x, lg, table.zeta),
             "advisor:time_constant": _loglog(x, lg, table.time_constant),
@@ -670,7 +696,8 @@ class _Table:
     """The model's view of one knob combination over the declared learning-rate range."""
 
     top: float  # model edge eta_max
-    scale: float  # online edge factor s
+    scale: float  # online edge factor s (global)
+    local: float | None  # local edge factor of the knobs' neighbourhood (None: no collapse)
     upper: float  # sampling cap
     lower: float  # lowest rate worth sampling (time-constant floor; the declared low otherwise)
     grid: np.ndarray  # learning rates, shape (n,)

@@ -97,7 +97,7 @@ def finished_trials(n: int, n_steps: int, rng: np.random.Generator) -> list:
         lr = 1e-3 * (lr_max / 1e-3) ** u
         plateau, rate = rng.uniform(0.6, 0.85), rng.uniform(0.01, 0.2)
         curve = plateau - (plateau - 0.5) * np.exp(-rate * t) + 0.01 * rng.normal(size=n_steps)
-        collapsed = bool(rng.random() < 0.05)
+        collapsed = bool(u > 0.9 and rng.random() < 0.5)  # 5%, near the edge (see below)
         out.append(optuna.trial.create_trial(
             params={"momentum": mu, "steps_per_generation": spg, "learning_rate": lr},
             distributions=SPACE, value=float(curve.mean()),

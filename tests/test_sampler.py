@@ -261,6 +261,7 @@ def test_infeasible_knobs_are_repaired_not_rejected() -> None:
     ([0.2, 0.5, 0.9], [False, False, False], 1.0),  # agrees with the model
     ([0.2, 0.5, 0.7], [False, False, True], math.sqrt(0.5 * 0.7)),
     ([0.7], [True], 0.35),  # no stable run below: half the collapse ratio
+    ([0.01, 0.25], [False, True], 0.125),  # a stable run far below does not lower it further
     ([0.5, 1.5], [False, False], 1.5),  # stable above the edge raises it
     ([0.5, 1.5, 2.0], [False, False, True], 1.5),
     ([0.3, 0.6, 0.8, 0.9], [False, True, False, False], 1.0),  # one stray collapse: 1 error
@@ -281,6 +282,18 @@ def test_edge_factor_against_brute_force(rng: np.random.Generator) -> None:
               (y[None] & (r[None] <= grid[:, None])).sum(1)
         err_s = int(((~y) & (r > s)).sum() + (y & (r <= s)).sum())
         assert err_s == err.min()
+
+
+def test_incremental_edge_factor_matches_the_batch_rule(rng: np.random.Generator) -> None:
+    from advisor._sampler_evidence import _Errors
+
+    for _ in range(20):
+        errors, r, y = _Errors(), [], []
+        for _ in range(40):  # one trial at a time, in arrival order, ties included
+            r.append(float(np.round(np.exp(rng.normal(0, 0.7)), 1)))
+            y.append(bool(rng.random() < 1 / (1 + np.exp(-4 * np.log(r[-1] / 0.8)))))
+            errors.insert(r[-1], y[-1])
+            assert errors.factor(1.0) == edge_factor(r, y)
 
 
 def _add(study: optuna.Study, params: dict[str, Any], ratio: float, collapsed: bool) -> None:
@@ -336,6 +349,192 @@ def test_pruned_for_collapse_counts_and_online_update_can_be_off() -> None:
     assert study.trials[-1].user_attrs["advisor:edge_scale"] == 1.0
 
 
+def _unit_knobs(params: dict[str, Any]) -> np.ndarray:
+    """The numeric knobs in the unit box of SPACE (the local rule's coordinates)."""
+    return np.array([params["momentum"] / 0.95, (params["steps_per_generation"] - 1) / 15])
+
+
+def _oracle(before: list[Any], params: dict[str, Any], radius: float = 0.25,
+            margin: float = 0.1) -> tuple[float, float | None]:
+    """Brute-force (global, local) edge factors from the finished trials ``before``."""
+    ev = []
+    for t in before:
+        top, lr = t.user_attrs.get("advisor:lr_max_model"), t.params.get("learning_rate")
+        bad = t.user_attrs.get("advisor:collapsed") is True or \
+            t.user_attrs.get("advisor:prune_reason") == "collapse"
+        if top and lr and (bad or t.state == TrialState.COMPLETE):
+            near = np.linalg.norm(_unit_knobs(t.params) - _unit_knobs(params)) <= radius
+            ev.append((lr / top, bad, near))
+    glob = edge_factor([r for r, _, _ in ev], [b for _, b, _ in ev])
+    r_bad = [r for r, b, near in ev if b and near]
+    if not r_bad:
+        return glob, None
+    r_c = min(r_bad)
+    below = [r for r, b, near in ev if not b and near and r < r_c]
+    if not below:
+        return glob, r_c / 2
+    return glob, max(r_c / 2, min(math.sqrt(r_c * max(below)), max(below) * math.exp(margin)))
+
+
+def _check_against_oracle(study: optuna.Study, new: list[Any]) -> None:
+    for t in new:
+        before = [u for u in study.trials if u.number < t.number]
+        glob, local = _oracle(before, t.params)
+        assert t.user_attrs["advisor:edge_scale"] == pytest.approx(glob, rel=1e-12)
+        if local is None:
+            assert t.user_attrs["advisor:local_scale"] is None
+        else:
+            assert t.user_attrs["advisor:local_scale"] == pytest.approx(local, rel=1e-12)
+        cap = min(glob, local or math.inf) * top_of(t.params) * math.exp(-0.1)
+        assert t.params["learning_rate"] <= cap * (1 + 1e-9)
+
+
+def test_collapse_inside_region_shrinks_its_neighbourhood_at_the_next_trial() -> None:
+    # stable runs far away keep the global factor at 1 (one stray collapse is 1 error either
+    # way); the collapse still caps its own neighbourhood at half its ratio at once
+    study = optuna.create_study(direction="maximize")
+    far = {"momentum": 0.9, "steps_per_generation": 16}
+    for r in (0.5, 0.6, 0.7, 0.8):
+        _add(study, far, r, False)
+    x = {"momentum": 0.1, "steps_per_generation": 2}
+    _add(study, x, 0.4, True)
+    study.sampler = StableRegionSampler(
+        model=EdgeModel(), search_space=SPACE, seed=0, alpha=None, n_guided_trials=0,
+        base_sampler=optuna.samplers.RandomSampler(seed=3))
+    study.enqueue_trial({**x, "learning_rate": 0.9 * top_of(x)})  # fixed: runs as given
+    study.optimize(objective, n_trials=40)
+    first = study.trials[5]  # the enqueued trial at x records its local cap
+    assert first.user_attrs["advisor:edge_scale"] == 1.0
+    assert first.user_attrs["advisor:local_scale"] == pytest.approx(0.2, rel=1e-12)
+    assert first.user_attrs["advisor:in_region"] is False  # 0.9 is above the local cap
+    new = study.trials[6:]
+    near = [t for t in new if t.user_attrs["advisor:local_scale"] is not None]
+    assert near and len(near) < len(new)  # both sides of the radius were sampled
+    _check_against_oracle(study, new)
+
+
+def test_no_widening_without_stable_evidence_above_the_cap() -> None:
+    study = optuna.create_study(direction="maximize")
+    x = {"momentum": 0.2, "steps_per_generation": 3}
+    _add(study, x, 0.6, True)  # a collapse: the local factor is 0.3, the cap 0.3 e^-0.1
+    for _ in range(6):  # stable runs AT the cap do not raise it
+        study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE,
+                                            alpha=None, n_guided_trials=0)
+        cap = 0.3 * math.exp(-0.1) if len(study.trials) == 1 else \
+            study.trials[-1].user_attrs["advisor:local_scale"] * math.exp(-0.1)
+        study.enqueue_trial({**x, "learning_rate": cap * top_of(x)})
+        study.optimize(objective, n_trials=1)
+        assert study.trials[-1].user_attrs["advisor:local_scale"] == pytest.approx(0.3,
+                                                                                  rel=1e-9)
+    # a stable run between the model's cap and its edge does not raise the global factor
+    study = optuna.create_study(direction="maximize")
+    _add(study, x, 0.95, False)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].user_attrs["advisor:edge_scale"] == 1.0
+    # a stable run above the cap widens the local cap, but never past the midpoint
+    study = optuna.create_study(direction="maximize")
+    _add(study, x, 0.6, True)
+    _add(study, x, 0.5, False)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.enqueue_trial(x)  # the knobs of the collapse; the sampler places the rate
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].params["learning_rate"] <= 0.5 * top_of(x) * (1 + 1e-9)
+    assert study.trials[-1].user_attrs["advisor:local_scale"] == pytest.approx(
+        min(math.sqrt(0.3), 0.5 * math.exp(0.1)), rel=1e-12)
+
+
+@pytest.mark.parametrize("storage_kind", ["memory", "sqlite"])
+def test_evidence_cache_sees_trials_of_another_sampler(storage_kind: str, tmp_path: Any) -> None:
+    storage: Any = optuna.storages.InMemoryStorage() if storage_kind == "memory" else \
+        f"sqlite:///{tmp_path / 'workers.db'}"
+    ours = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                               base_sampler=optuna.samplers.RandomSampler(seed=1))
+    a = optuna.create_study(storage=storage, study_name="w", direction="maximize",
+                            sampler=ours)
+    a.optimize(objective, n_trials=3)  # our sampler has read and cached these
+    b = optuna.load_study(study_name="w", storage=storage, sampler=StableRegionSampler(
+        model=EdgeModel(), search_space=SPACE, seed=2))
+    running = b.ask()  # another worker's trial (number 3), running while we sample 4 and 5
+    objective(running)
+    a.optimize(objective, n_trials=2)
+    running.set_user_attr("advisor:prune_reason", "collapse")  # the pruner's collapse rule
+    running.report(0.0, 0)
+    b.tell(running, state=TrialState.PRUNED)
+    x = {k: running.params[k] for k in ("momentum", "steps_per_generation")}
+    _add(b, x, 0.3, True)  # and a collapse added by the other worker (number 6)
+    a.optimize(objective, n_trials=6)
+    new = a.trials[7:]
+    _check_against_oracle(a, new)  # our cache saw both collapses and everything else
+    assert a.trials[3].state == TrialState.PRUNED
+    assert all(t.user_attrs["advisor:edge_scale"] == pytest.approx(_oracle(
+        a.trials[:t.number], t.params)[0]) for t in new)
+    # a fresh sampler (a restart) reads the same evidence from the storage
+    fresh = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    ev_old, ev_new = ours._refresh(a), fresh._refresh(a)
+    assert ev_old is not None and ev_new is not None
+    assert ev_old.scale() == ev_new.scale() and ev_old.n_collapsed == ev_new.n_collapsed == 2
+    assert ev_old.next_number == ev_new.next_number == 13 and not ev_old.pending
+    for t in a.trials:
+        assert ev_old.local_scale(t.params, 0.25, 0.1) == ev_new.local_scale(t.params, 0.25,
+                                                                             0.1)
+
+
+def test_evidence_cache_with_threads_reads_each_trial_once() -> None:
+    ours = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=ours)
+    study.optimize(objective, n_trials=16, n_jobs=2)
+    fresh = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    ev_old, ev_new = ours._refresh(study), fresh._refresh(study)
+    assert ev_old is not None and ev_new is not None
+    assert ev_old.n_finished == ev_new.n_finished == 16
+    assert ev_old._errors.n == ev_new._errors.n == 16
+
+
+def test_evidence_large_backlog_is_read_in_bulk() -> None:
+    study = optuna.create_study(direction="maximize")
+    sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.sampler = sampler
+    study.optimize(objective, n_trials=1)
+    rng = np.random.default_rng(0)
+    for _ in range(150):  # more than one incremental refresh reads
+        knobs = {"momentum": float(rng.uniform(0, 0.95)),
+                 "steps_per_generation": int(rng.integers(1, 17))}
+        r = float(np.exp(rng.uniform(-3, 0.5)))
+        _add(study, knobs, r, bool(r > 0.7 and rng.random() < 0.5))
+    study.optimize(objective, n_trials=1)
+    ev = sampler._refresh(study)
+    assert ev is not None and ev.next_number == 152 and not ev.pending
+    _check_against_oracle(study, study.trials[-1:])
+
+
+def test_stable_run_far_below_a_collapse_does_not_narrow_the_region() -> None:
+    study = optuna.create_study(direction="maximize")
+    x = {"momentum": 0.2, "steps_per_generation": 3}
+    _add(study, x, 0.6, True)
+    _add(study, x, 0.01, False)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0)
+    study.enqueue_trial(x)
+    study.optimize(objective, n_trials=1)
+    attrs = study.trials[-1].user_attrs
+    assert attrs["advisor:edge_scale"] == pytest.approx(0.3, rel=1e-12)
+    assert attrs["advisor:local_scale"] == pytest.approx(0.3, rel=1e-12)
+
+
+def test_local_radius_none_turns_the_local_rule_off() -> None:
+    study = optuna.create_study(direction="maximize")
+    x = {"momentum": 0.2, "steps_per_generation": 3}
+    _add(study, x, 0.6, True)
+    _add(study, {"momentum": 0.9, "steps_per_generation": 16}, 0.9, False)
+    _add(study, {"momentum": 0.8, "steps_per_generation": 15}, 0.9, False)
+    study.sampler = StableRegionSampler(model=EdgeModel(), search_space=SPACE, seed=0,
+                                        local_radius=None)
+    study.enqueue_trial(x)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].user_attrs["advisor:local_scale"] is None
+    assert study.trials[-1].user_attrs["advisor:edge_scale"] == 1.0
+
+
 # ------------------------------------------------------------------------------ hooks
 class Recording(optuna.samplers.RandomSampler):
     def __init__(self) -> None:
@@ -383,6 +582,7 @@ def test_enqueued_trial_gets_its_prediction_recorded() -> None:
     ({"min_damping_ratio": -1.0}, ValueError, "`min_damping_ratio` must be"),
     ({"n_candidates": 0}, ValueError, "`n_candidates` must be an integer >= 1"),
     ({"n_guided_trials": -1}, ValueError, "`n_guided_trials` must be an integer >= 0"),
+    ({"local_radius": -0.1}, ValueError, r"`local_radius` must be a finite number in \[0, inf"),
     ({"edge_bias": 0.5}, ValueError, r"`edge_bias` must be a finite number in \[1, inf"),
     ({"max_time_constant": 0.0}, ValueError, r"`max_time_constant` must be a finite number"),
     ({"search_space": {"momentum": FloatDistribution(0, 0.9)}}, ValueError,
