@@ -306,7 +306,8 @@ class StableRegionSampler(BaseSampler):
                 table = self._table(study, knobs, trial.distributions[LR])
                 self._record(study, trial, table, float(trial.params[LR]), None)
             except Exception as exc:  # never raise over one trial's data
-                self._warn(f"could not record the prediction of trial {trial.number} ({exc}).")
+                self._warn_once(f"record:{exc}", f"could not record the prediction of trial "
+                                f"{trial.number} ({exc}); not warned again for this reason.")
 
     def infer_relative_search_space(self, study: Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -360,8 +361,7 @@ class StableRegionSampler(BaseSampler):
             params = self._place(study, trial, params, search_space, lr_dist, u,
                                  fixed=fixed)
         except Exception as exc:  # never raise over one trial's data
-            self._warn(f"the stability model failed on trial {trial.number} ({exc}); "
-                       "learning_rate falls back to the base sampler and is not constrained.")
+            self._warn_model_failure(trial.number, exc)
             params[LR] = self._base.sample_independent(view, trial, LR, lr_dist)
         return params
 
@@ -393,8 +393,7 @@ class StableRegionSampler(BaseSampler):
             self._record(study, trial, table, lr, u)
             return lr
         except Exception as exc:
-            self._warn(f"the stability model failed on trial {trial.number} ({exc}); "
-                       "learning_rate falls back to the base sampler and is not constrained.")
+            self._warn_model_failure(trial.number, exc)
             return self._base.sample_independent(view, trial, param_name, param_distribution)
 
     # ------------------------------------------------------------------------------- internals
@@ -489,6 +488,11 @@ class StableRegionSampler(BaseSampler):
     def _knobs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         knobs = dict(self._defaults)
         knobs.update({k: v for k, v in params.items() if _is_knob(k) and k != LR})
+        optim = knobs.get("optim")
+        if optim is not None and str(getattr(optim, "value", optim)) != "sgd":
+            # a conditional space (momentum only under optim="sgd"): the relative sample
+            # carries momentum for every trial, but an AdamW trial never uses it
+            knobs.pop("momentum", None)
         return knobs
 
     def _query(self, knobs: Mapping[str, Any], lrs: np.ndarray, *,
@@ -573,7 +577,12 @@ class StableRegionSampler(BaseSampler):
         u = t.user_attrs.get(FRACTION_KEY)
         params = {k: v for k, v in t.params.items() if k != LR}
         dists = {k: v for k, v in t.distributions.items() if k != LR}
-        if isinstance(u, (int, float)) and 0.0 <= u <= 1.0:
+        if not (isinstance(u, (int, float)) and 0.0 <= u <= 1.0):
+            # no recorded coordinate (the model failed, or the rate was enqueued/fixed): its
+            # place in the declared range, so every trial with a rate has the coordinate
+            # (samplers such as GPSampler read it from every completed trial)
+            u = _declared_fraction(t.params[LR], t.distributions.get(LR))
+        if u is not None:
             params[FRACTION_KEY], dists[FRACTION_KEY] = float(u), _FRACTION_DIST
         new = copy.copy(t)
         new.params, new.distributions = params, dists
@@ -641,6 +650,11 @@ class StableRegionSampler(BaseSampler):
             attrs[FRACTION_KEY] = u
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, _json(value))
+
+    def _warn_model_failure(self, number: int, exc: Exception) -> None:
+        self._warn_once(f"model:{exc}", f"the stability model failed on trial {number} ({exc}); "
+                        "learning_rate falls back to the base sampler and is not constrained "
+                        "(not warned again for this reason).")
 
     def _warn(self, msg: str) -> None:
         warnings.warn(f"StableRegionSampler: {msg}", AdvisorWarning, stacklevel=3)
@@ -812,6 +826,21 @@ def _fraction_of(lr: float, dist: FloatDistribution, upper: float, lower: float)
     else:
         u = (lr - lo) / (hi - lo)
     return float(min(max(u, 0.0), 1.0))
+
+
+def _declared_fraction(lr: Any, dist: BaseDistribution | None) -> float | None:
+    """Where ``lr`` sits in its declared range, in [0, 1] (log scale for a log distribution)."""
+    if not isinstance(dist, FloatDistribution) or dist.single():
+        return None
+    try:
+        x = float(lr)
+        if dist.log:
+            u = math.log(x / dist.low) / math.log(dist.high / dist.low)
+        else:
+            u = (x - dist.low) / (dist.high - dist.low)
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    return u if 0.0 <= u <= 1.0 else None
 
 
 def _map_fraction(u: float, dist: FloatDistribution, upper: float,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 from optuna.testing.pytest_samplers import BasicSamplerTestCase
@@ -631,6 +632,74 @@ def test_model_failure_warns_and_falls_back() -> None:
     with pytest.warns(AdvisorWarning, match="the stability model failed on trial 0"):
         study.optimize(objective, n_trials=1)
     assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_model_failure_warns_once_per_reason() -> None:
+    sampler = StableRegionSampler(model=Broken(), search_space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        study.optimize(objective, n_trials=4)
+    failed = [w for w in seen if "the stability model failed" in str(w.message)]
+    assert len(failed) == 1 and "not warned again" in str(failed[0].message)
+
+
+class RejectsAdamW(EdgeModel):
+    """Like StabilityModel: momentum with AdamW is an error (the knob does not exist there)."""
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        if "momentum" in p and "optim" in p and np.any(np.asarray(p["optim"]) != "sgd"):
+            raise ValueError("`momentum` must be 0 (or absent) with an AdamW optimizer")
+        return super().assess_many(p, details=details)
+
+
+def test_conditional_momentum_is_dropped_for_adamw_trials() -> None:
+    # momentum exists only under optim="sgd"; the relative sample still carries it
+    def conditional(trial: optuna.Trial) -> float:
+        optim = trial.suggest_categorical("optim", ["sgd", "adamw_torch"])
+        if optim == "sgd":
+            trial.suggest_float("momentum", 0.0, 0.95)
+        lr = trial.suggest_float("learning_rate", 1e-6, 1e-1, log=True)
+        return math.log(lr)
+
+    space = {"learning_rate": SPACE["learning_rate"], "momentum": SPACE["momentum"],
+             "optim": CategoricalDistribution(["sgd", "adamw_torch"])}
+    sampler = StableRegionSampler(model=RejectsAdamW(), search_space=space, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdvisorWarning)  # no model failure at all
+        study.optimize(conditional, n_trials=12)
+    adamw = [t for t in study.trials if t.params["optim"] == "adamw_torch"]
+    assert adamw and all(t.params["learning_rate"] <= 0.05 for t in adamw)
+
+
+class FailsAtSixteen(EdgeModel):
+    """Fails on steps_per_generation = 16 (e.g. a batch TRL would reject)."""
+
+    def assess_many(self, p: Any, *, details: bool = False) -> dict[str, Any]:
+        if np.any(np.asarray(p.get("steps_per_generation", 1)) == 16):
+            raise ValueError("`generation_batch_size` must be divisible by num_generations")
+        return super().assess_many(p, details=details)
+
+
+@pytest.mark.parametrize("base", ["gp", "cmaes"])
+def test_trials_without_a_recorded_coordinate_do_not_break_the_base(base: str) -> None:
+    # the model fails on an enqueued config, so that trial completes with no recorded
+    # advisor:lr_fraction; GPSampler reads the coordinate from EVERY completed trial
+    make = {"gp": lambda: optuna.samplers.GPSampler(seed=0, n_startup_trials=3),
+            "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=0, n_startup_trials=3)}[base]
+    sampler = StableRegionSampler(model=FailsAtSixteen(), search_space=SPACE,
+                                  base_sampler=make(), seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.enqueue_trial({"learning_rate": 1e-3, "momentum": 0.5, "steps_per_generation": 16})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(objective, n_trials=8)
+    first = study.trials[0]
+    assert FRACTION_KEY not in first.user_attrs
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    view = sampler._rewrite(None, first)  # its place in the declared log range
+    assert view.params[FRACTION_KEY] == pytest.approx(math.log(1e-3 / 1e-6) / math.log(1e5))
 
 
 # ------------------------------------------------------------------------------ packaging
