@@ -1,8 +1,11 @@
 """How fast the stability model judges configurations (Core issue: 10^6 configs in under a second).
 
 Times `StabilityModel.assess_many` on random GRPOConfig-named knob arrays, with the reference
-bandit's measured stiffness and a calibrated edge (the layers a real pilot gives), and
-`max_learning_rate` over a (momentum, refresh interval) grid.
+bandit's measured stiffness and a calibrated edge (the layers a real pilot gives),
+`max_learning_rate` over a (momentum, refresh interval) grid, and the Optuna sampler's per-trial
+call: `assess_many(details=True)` on 82 learning rates sharing ONE knob combination, once with a
+new (momentum, K_ref) every call (the exact linear edge is computed) and once repeating
+combinations already seen (the model's per-combination cache answers).
 
     python benchmarks/model_speed.py [--n-configs 1000000]
 """
@@ -66,9 +69,23 @@ def main() -> None:
     grid_t = []
     mus, krefs = np.meshgrid(np.linspace(0, 0.95, 100), np.arange(1, 33))
     for _ in range(a.repeats):
+        model._rate_cache.clear()  # time the exact edges, not the per-combination cache
         start = time.perf_counter()
         model.max_learning_rate(momentum=mus.ravel(), refresh_interval=krefs.ravel())
         grid_t.append(time.perf_counter() - start)
+
+    # ---- the sampler's call: 82 rows, one knob combination per trial
+    n_trial, n_rows = 200, 82
+    trial_mu = rng.uniform(0.0, 0.95, n_trial)
+    trial_spg = rng.integers(1, 33, n_trial)
+    rows = {"learning_rate": np.geomspace(1e-4, 10, n_rows), "num_generations": 8}
+    per_trial = {}
+    for label in ("new combination", "seen combination"):
+        start = time.perf_counter()
+        for mu, spg in zip(trial_mu, trial_spg, strict=True):
+            model.assess_many({**rows, "momentum": np.full(n_rows, mu),
+                               "steps_per_generation": np.full(n_rows, spg)}, details=True)
+        per_trial[label] = (time.perf_counter() - start) / n_trial
 
     print(f"machine: {platform.platform()} | {os.cpu_count()} cores | numpy {np.__version__}")
     print("| call | configs | best s | median s |")
@@ -76,6 +93,9 @@ def main() -> None:
     print(f"| assess_many | {n:,} | {min(times):.3f} | {np.median(times):.3f} |")
     print(f"| max_learning_rate grid | {mus.size:,} | {min(grid_t):.3f} "
           f"| {np.median(grid_t):.3f} |")
+    for label, t in per_trial.items():
+        print(f"| sampler trial, details=True ({label}, mean of {n_trial}) | {n_rows} "
+              f"| {t * 1e3:.2f} ms | |")
     print(f"predicted stable: {stable.mean():.1%} of the random configurations")
 
 

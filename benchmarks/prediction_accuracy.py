@@ -13,14 +13,22 @@ by `empirical_threshold` (scan + bisection). The model never sees the Jacobian: 
 The true edge eta*(lag) uses the ground truth's default range (exact Jacobian K) but its scan
 points lie on the absolute lattice 10^(j/40) that the model's simulated check also scans (from
 the measured K): without it a narrow divergent band could be hit by one scan and stepped over by
-the other, and the benchmark would score that discretisation as a model error of 7-16%.
+the other, and the benchmark would score that discretisation as a model error of 7-16%. Below
+the lattice edge the boundary can be chaotic (divergent slivers of 0.1-5% in lr, stable holes
+between them, up to ~15% below it: seed 19, 3 arms, piecewise, mu = 0.5), which the 6% lattice
+steps over and the evaluation grid hits (false-safe 5.6%); so `refine_edge` rescans the
+GT_SPAN = 12 lattice steps below it on a 16x finer lattice (0.36%) and takes the first divergent
+point. Where the default range's bottom (from the Jacobian's slowest mode) already diverges,
+`extend_down` first scans two decades lower (seed 29: a 5-arm problem whose stiff mode is 11x
+the slowest; the old ground truth returned its bottom, an upper bound, as the edge).
 
 Predictions (`StabilityModel.is_stable`: the linear test evaluated at each learning rate, so
 stable islands above the first edge count; a threshold where a check or the closed form sets it):
 
 * ``model``: `StabilityModel.max_learning_rate(method="theory")`: exact linear test with the
-  measured split (with the horizon rule of the ground truth), capped by the simulated nonlinear
-  check of the known bandit (replaced by it for bandits with more than 2 arms);
+  measured split (with the horizon rule of the ground truth), replaced by the simulated
+  nonlinear check of the known bandit (its first divergence over the settling range, refined
+  on a 0.36% lattice below the 6% one);
 * ``linear``: the exact linear test alone (``method="exact"``), to show what the check fixes;
 * ``paper``: the closed form eta K K_ref < 1 - mu (sliding: eta K d < 1 - mu).
 
@@ -36,7 +44,9 @@ cell, and the all-points accuracy next to it.
 
 Run: PYTHONPATH=. python benchmarks/prediction_accuracy.py            (reference problems)
      PYTHONPATH=. python benchmarks/prediction_accuracy.py --seed 7   (three random problems)
-Each run takes about 1.5-2 minutes on 2 cores and ends with a per-method summary table.
+     PYTHONPATH=. python benchmarks/prediction_accuracy.py --seed 7 --kind hard   (other kinds:
+     mean-only advantage, 6-8 arms, hard prompts, a wider beta range; see `Args.kind`)
+Each run takes about 3-4 minutes on 2 shared cores and ends with a per-method summary table.
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ class Args:
     """draw unseen random problems with this seed (None: reference, hard prompt, five arms)"""
     n_problems: int = 3
     """random problems drawn with --seed"""
+    kind: str = "mixed"
+    """random problem kind: mixed (2, 3 or 5 arms), mean (Dr GRPO mean-only advantage), arms
+    (6-8 arms), hard (2-arm hard prompt, reference success 0.01-0.3), beta (beta 0.2-8)"""
     momenta: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
     """heavy-ball momenta"""
     max_lag: int = 32
@@ -83,6 +96,9 @@ class Args:
     """refresh schemes"""
 
 
+GT_PER_DECADE = 640  # the fine lattice of `refine_edge` (0.36% steps)
+GT_SPAN = 12  # lattice steps (10^(1/40)) below the lattice edge that it rescans
+GT_EXTEND = 80  # lattice points added below a scan whose bottom diverges (`extend_down`)
 TARGETS = dict(accuracy=0.97, false_safe=0.02, threshold_error=0.05)
 METHODS = {"model": "theory", "linear": "exact", "paper": "closed_form"}
 
@@ -96,15 +112,33 @@ def reference_problems() -> dict[str, BanditProblem]:
             "5-arm real reward": BanditProblem.five_arm()}
 
 
-def random_problem(rng: np.random.Generator) -> BanditProblem:
-    """A random GRPO bandit with an interior fixed point away from its start."""
+KINDS = ("mixed", "mean", "arms", "hard", "beta")
+
+
+def random_problem(rng: np.random.Generator, kind: str = "mixed") -> BanditProblem:
+    """A random GRPO bandit with an interior fixed point away from its start.
+
+    ``mixed`` is the original draw (a seed gives the same problems as before the other kinds
+    existed); the others stress what it does not draw (see `Args.kind`).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}.")
     while True:
-        n = int(rng.choice([2, 3, 5]))
-        rewards = [0.0, 1.0] if n == 2 else sorted(rng.uniform(0, 1, n))
-        ref = rng.dirichlet(np.full(n, 1.5))
-        ref = np.maximum(ref, 0.02)
-        problem = BanditProblem(rewards=rewards, ref_probs=tuple(ref / ref.sum()),
-                                beta=float(10 ** rng.uniform(np.log10(0.5), np.log10(3.0))))
+        if kind == "hard":
+            p_ref = float(10 ** rng.uniform(np.log10(0.01), np.log10(0.3)))
+            rewards = [0.0, 1.0]
+            problem = BanditProblem(rewards=rewards, ref_probs=(1 - p_ref, p_ref),
+                                    beta=float(10 ** rng.uniform(np.log10(0.5), np.log10(5))))
+        else:
+            choices = [6, 7, 8] if kind == "arms" else [2, 3, 5]
+            n = int(rng.choice(choices))
+            rewards = [0.0, 1.0] if n == 2 else sorted(rng.uniform(0, 1, n))
+            ref = rng.dirichlet(np.full(n, 1.5))
+            ref = np.maximum(ref, 0.02)
+            lo, hi = (0.2, 8.0) if kind == "beta" else (0.5, 3.0)
+            problem = BanditProblem(rewards=rewards, ref_probs=tuple(ref / ref.sum()),
+                                    beta=float(10 ** rng.uniform(np.log10(lo), np.log10(hi))),
+                                    advantage="mean" if kind == "mean" else "std")
         try:
             p_star = fixed_point(problem)[1]
         except AdvisorError:
@@ -167,9 +201,13 @@ def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untype
     # 10^(j/40) that the model's simulated check also uses, then bisected 8 times
     k_true = jacobian_stiffness(problem)[0]
     lattice = scan_lattice(30 * (1 - mu) / (k_true * args.n_steps), 8 * (1 + mu) / k_true)[0]
-    true_edge = empirical_threshold(problem, momentum=mu, refresh_interval=lags,
-                                    refresh_scheme=scheme, n_steps=args.n_steps, n_bisect=8,
-                                    lr_range=(lattice[0], lattice[-1]), n_grid=lattice.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a divergent bottom is handled by `extend_down`
+        true_edge = empirical_threshold(problem, momentum=mu, refresh_interval=lags,
+                                        refresh_scheme=scheme, n_steps=args.n_steps, n_bisect=8,
+                                        lr_range=(lattice[0], lattice[-1]), n_grid=lattice.size)
+    true_edge, low = extend_down(problem, true_edge, lattice[0], mu, lags, scheme, args.n_steps)
+    true_edge = refine_edge(problem, true_edge, low, mu, lags, scheme, args.n_steps)
     # islands: stable runs above the first divergent lr of their lag (parametric resonance,
     # nonlinear re-stabilisation); a threshold ignores them, as `empirical_threshold` does
     island = ~diverged & (eta_grid >= true_edge[:, None])
@@ -190,6 +228,88 @@ def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untype
             false_prune=float(np.sum(~called_stable & ~diverged) / max((~diverged).sum(), 1)),
             threshold_error=float(np.median(err)) if err.size else float("nan"),
         )
+    return out
+
+
+def _diverged(problem, eta, mu, lags, scheme, n_steps):  # type: ignore[no-untyped-def]
+    p_star, p0 = fixed_point(problem)[1], problem.start_reward
+    run = simulate(problem, learning_rate=eta, momentum=mu, refresh_interval=lags,
+                   refresh_scheme=scheme, n_steps=n_steps)
+    return np.array([r is Regime.DIVERGENT for r in classify(run.reward_current, p_star, p0)])
+
+
+def extend_down(problem, edge, low, mu, lags, scheme, n_steps):  # type: ignore[no-untyped-def]
+    """Lags whose scan bottom already diverges: rescan GT_EXTEND lattice points below it.
+
+    The default bottom 30(1-mu)/(K N) uses the Jacobian's slowest mode; with several arms the
+    stiffest mode can be 10x stiffer (seed 29, 5 arms: K 0.0129 vs 0.143) and large lags then
+    diverge at every rate of the default range, so its "edge" is the bottom, an upper bound.
+    Runs far below the bottom cannot settle either and read divergent: the edge is the first
+    divergent point above the first settled one. Returns the edges and, per lag, the lowest
+    rate known to settle (the floor for `refine_edge`).
+    """
+    lows = np.full(edge.shape, float(low))
+    rows = np.flatnonzero(edge <= low * (1 + 1e-9))
+    if not rows.size:
+        return edge, lows
+    j0 = np.rint(40 * np.log10(low))
+    pts = 10.0 ** ((j0 + np.arange(-GT_EXTEND, 1)) / 40)  # ascending, up to the old bottom
+    eta = np.tile(pts, rows.size)
+    bad = _diverged(problem, eta, mu, np.repeat(lags[rows], pts.size), scheme,
+                    n_steps).reshape(rows.size, pts.size)
+    out = edge.copy()
+    a, b, keep = np.empty(rows.size), np.empty(rows.size), np.zeros(rows.size, bool)
+    for i, r in enumerate(rows):
+        settled = np.flatnonzero(~bad[i])
+        if not settled.size:
+            out[r], lows[r] = pts[0], pts[0]  # diverges everywhere: an upper bound
+            continue
+        s0 = settled[0]
+        k = s0 + np.flatnonzero(bad[i, s0:])[0]  # pts[-1], the old bottom, diverged
+        a[i], b[i], lows[r], keep[i] = pts[k - 1], pts[k], pts[s0], True
+    a, b, rows = a[keep], b[keep], rows[keep]
+    for _ in range(8):
+        mid = np.sqrt(a * b)
+        d = _diverged(problem, mid, mu, lags[rows], scheme, n_steps)
+        a, b = np.where(d, a, mid), np.where(d, mid, b)
+    out[rows] = b
+    return out, lows
+
+
+def refine_edge(problem, edge, low, mu, lags, scheme, n_steps):  # type: ignore[no-untyped-def]
+    """The first divergent rate on a 16x finer lattice over GT_SPAN lattice steps below `edge`.
+
+    The divergence boundary can be chaotic: slivers of 1-5% in lr that diverge, interleaved with
+    stable runs, up to ~15% below the first divergent point of the 10^(1/40) lattice (seed 19,
+    3 arms, piecewise, mu = 0.5); the evaluation grid hits them and the lattice steps over them.
+    The first divergent point of the fine lattice 10^(j/640) is bisected 8 times.
+    """
+    low = np.broadcast_to(np.asarray(low, float), edge.shape)
+    rows = np.flatnonzero(np.isfinite(edge) & (edge > low * (1 + 1e-9)))
+    if not rows.size:
+        return edge
+    # the window ends at the first divergent point of the 10^(1/40) lattice (the bisected edge
+    # lies just below it) and reaches GT_SPAN lattice steps down
+    top = np.ceil(40 * np.log10(edge[rows]) - 1e-6) * (GT_PER_DECADE // 40)
+    steps = np.arange(GT_SPAN * GT_PER_DECADE // 40, 0, -1)
+    pts = 10.0 ** ((top[:, None] - steps[None, :]) / GT_PER_DECADE)  # ascending, below top
+    inside = pts > low[rows, None] * (1 + 1e-9)
+    bad = np.zeros(pts.shape, bool)
+    r_idx, c_idx = np.nonzero(inside)
+    bad[r_idx, c_idx] = _diverged(problem, pts[r_idx, c_idx], mu, lags[rows[r_idx]], scheme,
+                                  n_steps)
+    out = edge.copy()
+    hit = np.flatnonzero(bad.any(1))
+    if hit.size:
+        k = bad[hit].argmax(1)
+        b = pts[hit, k]
+        a = np.where(k > 0, pts[hit, np.maximum(k - 1, 0)], b / 10 ** (1 / GT_PER_DECADE))
+        a = np.maximum(a, low[rows[hit]])
+        for _ in range(8):
+            mid = np.sqrt(a * b)
+            d = _diverged(problem, mid, mu, lags[rows[hit]], scheme, n_steps)
+            a, b = np.where(d, a, mid), np.where(d, mid, b)
+        out[rows[hit]] = np.minimum(b, edge[rows[hit]])
     return out
 
 
@@ -214,12 +334,14 @@ def parse_args() -> Args:
 if __name__ == "__main__":
     args = parse_args()
     t_start = time.time()
-    label_of_run = "reference problems" if args.seed is None else f"seed {args.seed}"
+    label_of_run = "reference problems" if args.seed is None else f"seed {args.seed}" + (
+        "" if args.kind == "mixed" else f", kind {args.kind}")
     if args.seed is None:
         problems = reference_problems()
     else:
         rng = np.random.default_rng(args.seed)
-        problems = {f"random #{i} (seed {args.seed})": random_problem(rng)
+        tag = "" if args.kind == "mixed" else f", {args.kind}"
+        problems = {f"random #{i} (seed {args.seed}{tag})": random_problem(rng, args.kind)
                     for i in range(args.n_problems)}
 
     # ------------------------------------------------------------------------------------------

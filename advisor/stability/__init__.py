@@ -8,10 +8,10 @@ r"""Stability of GRPO training: an exact linear theory layer and a measured cali
 is tested exactly (sliding lag: roots; piecewise refresh: Floquet monodromy), with the on-policy
 bound ``eta K < 2(1 + mu)`` and, given a horizon, oscillating modes that must settle within it
 (`advisor.stability._horizon`: the linear trajectory classified by the ground truth's rule).
-A known bandit caps the linear bound at its simulated first divergence
-(`advisor.stability._nonlinear`); without it a safety factor applies where the linear test is
-known to over-predict (importance-ratio surrogate, piecewise refresh: 1.4-2.4x at mu >= 0.5,
-bandit-findings.md section 9). With more than one mode
+A known bandit replaces the linear bound by its simulated first divergence, which also decides
+settling within the horizon (`advisor.stability._nonlinear`); without it a safety factor
+applies where the linear test is known to over-predict (importance-ratio surrogate, piecewise
+refresh: 1.4-2.4x at mu >= 0.5, bandit-findings.md section 9). With more than one mode
 (bandits with > 2 arms) a single (K, K_c) cannot be exact: the pilot measures the slowest excited
 mode, the stiffest sets the edge, so a known bandit is then simulated over the whole settling
 range.

@@ -32,8 +32,9 @@ class StabilityModel(_ModelLayers):
 
     * **theory**: the exact discrete linear test with the measured split (K_c, K_o) plus the
       on-policy bound ``eta K < 2(1 + mu)``; a known bandit ``problem`` (importance-ratio or
-      logprob surrogate) caps the linear bound at its simulated first divergence for every
-      configuration, and with more than 2 arms (multi-mode) replaces it; without the problem
+      logprob surrogate) replaces the linear bound by its simulated first divergence for every
+      configuration (scanned up to 1.5x the asymptotic linear edge; with more than 2 arms,
+      multi-mode, over the whole settling range); without the problem
       the bound is divided by ``safety`` where the linear test is known to over-predict
       (piecewise refresh, K_ref > 1, mu >= 0.5);
     * **calibration**: a measured `EdgeEstimate` moved to the requested batch, refresh interval,
