@@ -784,3 +784,17 @@ def test_simulation_replaces_the_conservative_linear_horizon_rule() -> None:
     assert edge > 1.25 * horizon_linear  # the unit-offset trajectory overstates the slow mode
     assert _divergent(problem, [horizon_linear * 1.2, edge * 0.995, edge], momentum=0.5,
                       refresh_interval=28, refresh_scheme="sliding") == [False, False, True]
+
+
+def test_sgd_model_reads_a_config_without_optimizer_as_sgd() -> None:
+    est = SimpleNamespace(stiffness=0.5, stiffness_current=1.25, stiffness_sampler=-0.75,
+                          std_error=0.02)
+    model = StabilityModel(est)
+    plain = model.assess({"learning_rate": 0.5})
+    assert plain.max_learning_rate == pytest.approx(
+        model.assess({"learning_rate": 0.5, "momentum": 0.0}).max_learning_rate)
+    with pytest.raises(ValueError, match="`optimizer` must be 'sgd'"):
+        model.assess({"learning_rate": 0.5, "optim": "adamw_torch"})
+    # an AdamW model keeps TRL's default optimizer
+    adamw = StabilityModel(est, optimizer="adamw")
+    assert adamw.assess({"learning_rate": 1e-3}).layer in ("theory", "calibration")

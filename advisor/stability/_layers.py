@@ -105,6 +105,11 @@ class _ModelLayers:
             raise ValueError(f"`edge.optimizer` must match the model's optimizer "
                              f"{self.optimizer!r}, got {edge.optimizer!r}. Build one model per "
                              "optimizer: K and the edge do not transfer between optimizers.")
+        if self.optimizer == "sgd" and not {"optim", "momentum", "optim_args"} & set(
+                self._defaults or {}):
+            # K was measured with SGD: a config that names no optimizer means SGD here, not
+            # TRL's default AdamW (which this model could only reject)
+            self._defaults = {**(self._defaults or {}), "optim": "sgd"}
         self.surrogate = str(getattr(problem, "surrogate", "ratio"))
         self._sim_cache: dict[tuple[Any, ...], float] = {}
         self._rate_cache: dict[tuple[str, float, int, int | None], float] = {}

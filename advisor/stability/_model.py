@@ -65,6 +65,8 @@ class StabilityModel(_ModelLayers):
             within it counts as unstable: its linear trajectory is classified by the horizon
             rule of the bandit ground truth (`critical_rate`). None: asymptotic stability.
         defaults: Fixed knob values used by `assess` when a key is absent (GRPOConfig names).
+            An SGD model whose defaults name no optimizer reads a config without ``optim`` or
+            ``momentum`` as plain SGD (not TRL's default AdamW).
         num_processes: Data-parallel processes, for the completions per step.
 
     Example:
