@@ -215,7 +215,8 @@ class StableRegionSampler(BaseSampler):
         >>> class Edge:  # stand-in for StabilityModel: eta_max = 0.1 (1 - momentum)
         ...     def assess(self, p):
         ...         top = 0.1 * (1 - p.get("momentum", 0.0))
-        ...         return SimpleNamespace(max_learning_rate=top, probability=0.9,
+        ...         sure = 0.999 if p["learning_rate"] < 0.5 * top else 0.5
+        ...         return SimpleNamespace(max_learning_rate=top, probability=sure,
         ...             margin=math.log(top / p["learning_rate"]), regime="monotone",
         ...             damping_ratio=1.0, time_constant=10.0)
         >>> sampler = StableRegionSampler(model=Edge(), seed=0)
@@ -226,7 +227,7 @@ class StableRegionSampler(BaseSampler):
         >>> study = optuna.create_study(sampler=sampler, direction="maximize")
         >>> study.optimize(objective, n_trials=5)
         >>> all(t.params["learning_rate"] <= 0.1 * (1 - t.params["momentum"])
-        ...     for t in study.trials)
+        ...     and t.user_attrs["advisor:in_region"] for t in study.trials)
         True
     """
 
