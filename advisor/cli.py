@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.exceptions import AdvisorError
+from advisor.exceptions import AdvisorWarning
 
 
 __all__ = ["main"]
@@ -265,6 +266,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_warnings(fallback: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints each of the advisor's own caveats once, as one
+    plain line (no source line), and hands anything else to ``fallback``."""
+
+    printed: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, AdvisorWarning):
+            text = " ".join(str(message).split())
+            if text in printed:  # the same caveat from another call site or worker
+                return
+            printed.add(text)
+            print(f"grpo-advisor: note: {text}", file=file if file is not None else sys.stderr)
+            return
+        fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``grpo-advisor`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -287,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # transformers' own deprecation notices say nothing the user can act on here
             warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+            # restored when the block exits
+            warnings.showwarning = _plain_warnings(warnings.showwarning)
             return int(args.handler(args))
     except (AdvisorError, ValueError, TypeError, OSError) as exc:
         if args.debug or args.debug_here:

@@ -218,3 +218,19 @@ def test_report_from_a_given_stiffness_is_theory_only(
     data = json.loads(capsys.readouterr().out)
     assert data["edge"] is None and data["stiffness"]["stiffness"] == 0.5
     assert data["warnings"][0]["basis"] == "theory"
+
+
+def test_advisor_caveats_print_as_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from advisor.cli import _plain_warnings
+    from advisor.exceptions import AdvisorWarning
+
+    seen: list[str] = []
+    show = _plain_warnings(lambda message, *rest: seen.append(str(message)))
+    buf = io.StringIO()
+    show(AdvisorWarning("K varies\n   by 140%"), AdvisorWarning, "x.py", 1, buf)
+    show(UserWarning("not ours"), UserWarning, "x.py", 1, buf)
+    show(AdvisorWarning("K varies by 140%"), AdvisorWarning, "y.py", 2, buf)  # same text: once
+    assert buf.getvalue() == "grpo-advisor: note: K varies by 140%\n"
+    assert seen == ["not ours"]  # anything else goes to Python's own printer
