@@ -266,24 +266,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plain_warnings(fallback: Callable[..., None]) -> Callable[..., None]:
-    """A ``warnings.showwarning`` that prints each of the advisor's own caveats once, as one
-    plain line (no source line), and hands anything else to ``fallback``."""
-
+def _plain_warnings(fallback: Callable[..., str]) -> Callable[..., str]:
+    """A ``warnings.formatwarning`` that formats each of the advisor's own caveats once, as one
+    plain line (no source line), and anything else with ``fallback``. Only the printed text
+    changes: code that records warnings (``pytest.warns``, ``catch_warnings(record=True)``)
+    still receives them all."""
     printed: set[str] = set()
 
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
+    def fmt(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+            line: str | None = None) -> str:
         if issubclass(category, AdvisorWarning):
             text = " ".join(str(message).split())
-            if text in printed:  # the same caveat from another call site or worker
-                return
+            if text in printed:  # the same caveat from another call site: print nothing
+                return ""
             printed.add(text)
-            print(f"grpo-advisor: note: {text}", file=file if file is not None else sys.stderr)
-            return
-        fallback(message, category, filename, lineno, file, line)
+            return f"grpo-advisor: note: {text}\n"
+        return fallback(message, category, filename, lineno, line)
 
-    return show
+    return fmt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # transformers' own deprecation notices say nothing the user can act on here
             warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
             # restored when the block exits
-            warnings.showwarning = _plain_warnings(warnings.showwarning)
+            warnings.formatwarning = _plain_warnings(warnings.formatwarning)
             return int(args.handler(args))
     except (AdvisorError, ValueError, TypeError, OSError) as exc:
         if args.debug or args.debug_here:

@@ -220,17 +220,13 @@ def test_report_from_a_given_stiffness_is_theory_only(
     assert data["warnings"][0]["basis"] == "theory"
 
 
-def test_advisor_caveats_print_as_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
-    import io
-
+def test_advisor_caveats_print_as_one_plain_line() -> None:
     from advisor.cli import _plain_warnings
     from advisor.exceptions import AdvisorWarning
 
-    seen: list[str] = []
-    show = _plain_warnings(lambda message, *rest: seen.append(str(message)))
-    buf = io.StringIO()
-    show(AdvisorWarning("K varies\n   by 140%"), AdvisorWarning, "x.py", 1, buf)
-    show(UserWarning("not ours"), UserWarning, "x.py", 1, buf)
-    show(AdvisorWarning("K varies by 140%"), AdvisorWarning, "y.py", 2, buf)  # same text: once
-    assert buf.getvalue() == "grpo-advisor: note: K varies by 140%\n"
-    assert seen == ["not ours"]  # anything else goes to Python's own printer
+    fmt = _plain_warnings(lambda message, *rest: f"python: {message}")
+    assert fmt(AdvisorWarning("K varies\n   by 140%"), AdvisorWarning, "x.py", 1) == (
+        "grpo-advisor: note: K varies by 140%\n")
+    assert fmt(UserWarning("not ours"), UserWarning, "x.py", 1) == "python: not ours"
+    # the same caveat again (another call site): printed once
+    assert fmt(AdvisorWarning("K varies by 140%"), AdvisorWarning, "y.py", 2) == ""
