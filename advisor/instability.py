@@ -238,7 +238,10 @@ class InstabilityDetector:
         if not self.rewards:
             return math.nan
         last = self.steps[-1]
-        vals = [r for s, r in zip(self.steps[-len(self.rewards):], self.rewards, strict=True)
+        # steps are strictly increasing integers, so the window holds at most `window` rows:
+        # look at those only (O(window) per update, not O(steps))
+        n = min(self.window, len(self.rewards))
+        vals = [r for s, r in zip(self.steps[-n:], self.rewards[-n:], strict=True)
                 if s > last - self.window]
         return statistics.fmean(vals)
 
