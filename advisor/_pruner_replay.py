@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from collections.abc import Mapping
@@ -58,6 +59,13 @@ class ReplayCache:
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self._size = size
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._lock = threading.Lock()  # study.optimize(n_jobs=...) prunes from several threads
+
+    def __getstate__(self) -> dict[str, Any]:  # a pickled pruner starts with an empty cache
+        return {"_size": self._size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["_size"])  # type: ignore[misc]
 
     def reason(self, key: Hashable, steps: np.ndarray, rewards: np.ndarray,
                health: Mapping[str, Any] | None, start: float | None) -> str | None:
@@ -76,13 +84,13 @@ class ReplayCache:
         """
         hsteps = _health_steps(health)
         n_hs = 0 if hsteps is None else hsteps.size
-        entry = self._entries.get(key)
-        if entry is None or not _extends(entry, steps, hsteps, start):
-            entry = _Entry(start)
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None or not _extends(entry, steps, hsteps, start):
+                entry = _Entry(start)
+            self._entries[key] = entry  # now the most recently used
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
         # commit every row before the last reported step; the last step's rows stay provisional
         last = float(steps[-1])
         n_r = int(np.searchsorted(steps, last, side="left"))

@@ -56,6 +56,7 @@ _N_DRAWS = 500  # parameter draws for the band: quantile error ~1% of its width,
 # error of the final reward from a 25% prefix 0.036 vs 0.039 at mu = 0.3, equal at mu = 0.1,
 # 0.038 vs 0.20 at mu = 0.9 (60 curves each, 100 samples per step; benchmarks/fit_quality.py)
 _KNOWN_MOMENTUM = 0.3
+_FITS_PER_DOUBLING = 64
 _INERTIAL_MOMENTUM = 0.5  # fallback: from here the heavy-ball start is S-shaped (theory.md s. 6)
 
 
@@ -132,6 +133,9 @@ class TrajectoryPruner(BasePruner):
             raise TypeError(f"`defaults` must be a mapping of knob names to values, got "
                             f"{type(defaults).__name__}. Example: {{'momentum': 0.9}}.")
         self._defaults = dict(defaults or {})
+        from advisor._pruner_replay import ReplayCache
+
+        self._replay = ReplayCache()  # speed only: a miss replays the trial from its start
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
@@ -141,7 +145,9 @@ class TrajectoryPruner(BasePruner):
         maximize = study.direction == StudyDirection.MAXIMIZE
         if self._detect_collapse:
             # the rule reads rewards (higher is better): a minimised metric is negated
-            reason = self._collapse_reason(trial, steps, rewards if maximize else -rewards)
+            reason = self._collapse_reason(study, trial, steps,
+                                           rewards if maximize else -rewards,
+                                           1 if maximize else -1)
             if reason is not None:
                 _record(study, trial, {"advisor:prune_reason": "collapse",
                                        "advisor:collapsed": True,
@@ -151,9 +157,12 @@ class TrajectoryPruner(BasePruner):
             _warn(f"trial {trial.number} reported a non-finite value; it will not be pruned by "
                   "the trajectory rule (enable detect_collapse to prune divergence).")
             return False
-        # every interval_steps-th REPORT after the warm-up, so sparse reports still get fits
-        n_after = int((steps >= self._n_warmup_steps).sum())
-        if step < self._n_warmup_steps or (n_after - 1) % self._interval_steps:
+        # every interval_steps-th REPORT after the warm-up, so sparse reports still get fits;
+        # a long trial is refitted about _FITS_PER_DOUBLING times per doubling of its reports
+        # (a fit is O(reports): every 5th report would cost ~25 ms per report at 5,000)
+        n_after = int(steps.size - np.searchsorted(steps, self._n_warmup_steps))
+        every = max(self._interval_steps, n_after // _FITS_PER_DOUBLING)
+        if step < self._n_warmup_steps or (n_after - 1) % every:
             return False
         reference, horizon = self._reference(study, maximize)
         if reference is None or horizon is None or horizon <= step:
@@ -170,29 +179,21 @@ class TrajectoryPruner(BasePruner):
         return bool(worse)
 
     # ------------------------------------------------------------------------------- internals
-    def _collapse_reason(self, trial: FrozenTrial, steps: np.ndarray,
-                         rewards: np.ndarray) -> str | None:
-        from advisor.instability import InstabilityDetector
-        from advisor.instability import normalize_history
-
+    def _collapse_reason(self, study: Study, trial: FrozenTrial, steps: np.ndarray,
+                         rewards: np.ndarray, sign: int) -> str | None:
         if not np.isfinite(rewards).all():
             return "nonfinite"
+        health = trial.user_attrs.get("advisor:health")
+        start = trial.user_attrs.get("advisor:start_reward")
+        key = (id(study._storage), study._study_id, trial._trial_id, sign)
         try:
-            rows: list[dict[str, Any]] = [{"step": int(s), "reward": float(r)}
-                                          for s, r in zip(steps, rewards, strict=True)]
-            health = trial.user_attrs.get("advisor:health")
-            if isinstance(health, Mapping) and health:
-                rows += normalize_history(dict(health))
-            start = trial.user_attrs.get("advisor:start_reward")
-            det = InstabilityDetector(start_reward=start if _finite(start) else None)
-            for row in normalize_history(rows):  # merges the reward and health rows per step
-                if det.update(row) is not None:
-                    break
+            return self._replay.reason(key, steps, rewards,
+                                       health if isinstance(health, Mapping) else None,
+                                       start if _finite(start) else None)
         except (AdvisorError, ValueError, TypeError, KeyError) as exc:
             _warn(f"could not apply the instability rule to trial {trial.number} ({exc}); it "
                   "will not be pruned for collapse at this step.")
             return None
-        return None if det.label is None else str(det.label.reason)
 
     def _reference(self, study: Study, maximize: bool) -> tuple[float | None, int | None]:
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -243,8 +244,12 @@ class TrajectoryPruner(BasePruner):
 
 
 def _curve(values: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
-    steps = np.array(sorted(values), dtype=float)
-    return steps, np.array([values[int(s)] for s in steps], dtype=float)
+    steps = np.fromiter(values.keys(), dtype=float, count=len(values))
+    rewards = np.fromiter(values.values(), dtype=float, count=len(values))
+    if steps.size > 1 and not (np.diff(steps) > 0).all():  # reported out of order
+        order = np.argsort(steps, kind="stable")
+        steps, rewards = steps[order], rewards[order]
+    return steps, rewards
 
 
 def _statistic(values: Mapping[int, float], horizon: int, kind: str) -> float:

@@ -133,3 +133,13 @@ def test_replay_is_incremental(monkeypatch: pytest.MonkeyPatch, health_first: bo
             for k in health:
                 seen[k].append(health[k][i])
     assert len(calls) <= 3 * steps.size  # a full replay per report would be ~45,000
+
+
+def test_a_pickled_cache_starts_empty_and_still_answers() -> None:
+    import pickle
+
+    steps, rewards, health = history("drop", 120, np.random.default_rng(9))
+    cache = ReplayCache()
+    cache.reason("t", steps[:80], rewards[:80], None, None)
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone.reason("t", steps, rewards, None, None) == full_replay(steps, rewards, None, None)
