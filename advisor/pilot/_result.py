@@ -116,6 +116,7 @@ class PilotResult:
             ``steps_per_generation`` steps' completions at once: ``g(s) = g_0 + g_1 s``
             (None when not measured).
         linear: Whether the rate was linear in the learning rate (stiffness check).
+        adam_beta1: ``adam_beta1`` of the scan for AdamW (None for SGD or an older save).
         start_reward: Mean reward of the starting policy (first logged step of every run).
         runs: Every run, in the order run.
         histories: Per-step logged metrics of every run (name -> rows).
@@ -148,6 +149,7 @@ class PilotResult:
     message: str = ""
     seconds_per_train_step: float | None = None
     generation_overhead: float | None = None
+    adam_beta1: float | None = None
 
     @property
     def over_budget(self) -> bool:
@@ -168,8 +170,10 @@ class PilotResult:
         """The calibrated `advisor.stability.StabilityModel` (theory + measured edge).
 
         Knobs a config leaves out default to the pilot's own settings (batch, group size,
-        optimizer and momentum), not to TRL's: a sampled ``{"learning_rate": ...}`` is judged at
-        the batch the edge was measured at. ``defaults=`` entries override them.
+        optimizer, momentum or ``adam_beta1``), not to TRL's: a sampled
+        ``{"learning_rate": ...}`` is judged at the batch the edge was measured at, and
+        `advisor.StableRegionSampler` breaks ties of its guided trial towards these measured
+        conditions. ``defaults=`` entries override them.
 
         Args:
             **kwargs: Extra keyword arguments of ``StabilityModel`` (e.g. ``safety``).
@@ -184,6 +188,8 @@ class PilotResult:
         }
         if self.optimizer == "sgd":
             defaults["momentum"] = float(self.momentum)
+        elif self.adam_beta1 is not None:
+            defaults["adam_beta1"] = float(self.adam_beta1)
         defaults.update(kwargs.pop("defaults", None) or {})
         return StabilityModel(self.stiffness, edge=self.edge, defaults=defaults, **kwargs)
 

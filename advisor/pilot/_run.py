@@ -283,6 +283,7 @@ def _result(scan: _Scan, stiff: Any, edge: EdgeEstimate, edge_lr: tuple[float, f
         stiffness=stiff, edge=edge, edge_learning_rate=edge_lr, optimizer=optimizer,
         momentum=momentum, samples_per_step=scan.ctx["samples_per_step"],
         num_generations=args.num_generations, planned_steps=planned, horizon_steps=horizon,
+        adam_beta1=None if optimizer == "sgd" else float(args.adam_beta1),
         budget_steps=budget, cost_steps=scan.cost,
         cost_seconds=sum(r.seconds for r in runs), seconds_per_step=step,
         seconds_per_generation=gen, seconds_per_train_step=train,
