@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from advisor.instability import InstabilityDetector
-from advisor.pilot._objective import _HEALTH_KEYS
-from advisor.pilot._objective import _set_health
+from advisor.pilot._trial_callback import _HEALTH_KEYS
+from advisor.pilot._trial_callback import _set_health
 
 
 class FakeTrial:

@@ -31,7 +31,8 @@ resumes where it stopped. torch, transformers and trl are imported inside functi
 
 Modules: ``_result`` (PilotRun, PilotResult, files), ``_checks`` (input checks), ``_runner``
 (one TRL run), ``_scan`` (budgeted edge scan), ``_stiffness``, ``_timing``, ``_run``
-(`run_pilot`), ``_objective`` (`make_objective`).
+(`run_pilot`), ``_objective`` (`make_objective`), ``_trial_callback`` (`trial_callback`: the
+same reporting for an objective that builds its own ``GRPOTrainer``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from advisor.pilot._result import PilotResult
 from advisor.pilot._result import PilotRun
 from advisor.pilot._run import run_pilot
 from advisor.pilot._runner import _carried_rewards
+from advisor.pilot._trial_callback import trial_callback
 
 
-__all__ = ["PilotResult", "PilotRun", "RewardFunctionError", "make_objective", "run_pilot"]
+__all__ = ["PilotResult", "PilotRun", "RewardFunctionError", "make_objective", "run_pilot",
+           "trial_callback"]
 _PRIVATE = (label_run, _wrap_reward, _carried_rewards)  # re-exported for tests

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,8 +10,6 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from advisor._validation import check_int
-from advisor.instability import InstabilityDetector
-from advisor.instability import label_run
 from advisor.knobs import to_grpo_kwargs
 from advisor.pilot._checks import RewardFunctionError
 from advisor.pilot._checks import _check_batch
@@ -21,6 +17,7 @@ from advisor.pilot._checks import _check_dataset
 from advisor.pilot._checks import _model_source
 from advisor.pilot._checks import _wrap_reward
 from advisor.pilot._runner import _FORCED
+from advisor.pilot._trial_callback import trial_callback
 
 
 if TYPE_CHECKING:
@@ -104,40 +101,13 @@ def _train_trial(trial: Any, cfg: Any, source: Any, funcs: Any, dataset: Any, to
                  window: int, collapsed_value: float | None, n_threads: int | None) -> float:
     import optuna
     import torch
-    from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_callback import ProgressCallback
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
 
-    detector = InstabilityDetector()
-    rewards: list[float] = []
-    history: list[dict[str, float]] = []
-    health: dict[str, list[float | None]] = {key: [] for key in ("step", *_HEALTH_KEYS)}
     trial.set_user_attr("advisor:learning_rate", float(cfg.learning_rate))
-
-    class _TrialCallback(TrainerCallback):  # type: ignore[misc]
-        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **k: Any) -> None:
-            if not logs or ("loss" not in logs and "reward" not in logs) \
-                    or not state.is_world_process_zero:
-                return
-            row = {"step": state.global_step, **{key: float(v) for key, v in logs.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}}
-            r = row.get("reward")
-            if r is not None and math.isfinite(r):
-                rewards.append(r)
-            elif rewards:
-                rewards.append(rewards[-1])
-            history.append(row)
-            label = detector.update(row) if detector.label is None else None
-            _set_health(trial, row, detector, health)
-            if rewards:
-                trial.report(rewards[-1], state.global_step)
-            if label is not None:
-                control.should_training_stop = True
-            elif trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {state.global_step}")
-
+    callback = trial_callback(trial)
     threads = torch.get_num_threads()
     if n_threads:
         torch.set_num_threads(n_threads)
@@ -145,7 +115,7 @@ def _train_trial(trial: Any, cfg: Any, source: Any, funcs: Any, dataset: Any, to
     error = None
     try:
         trainer = GRPOTrainer(model=source, reward_funcs=funcs, args=cfg, train_dataset=dataset,
-                              processing_class=tok, callbacks=[_TrialCallback()])
+                              processing_class=tok, callbacks=[callback])
         for cb in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(cb)
         trainer.train()
@@ -153,54 +123,10 @@ def _train_trial(trial: Any, cfg: Any, source: Any, funcs: Any, dataset: Any, to
         raise
     except Exception as exc:  # a collapse that crashed sampling (NaN probabilities)
         error = f"{type(exc).__name__}: {exc}"[:300]
-        trial.set_user_attr("advisor:error", error)
     finally:
         torch.set_num_threads(threads)
         hf_logging.enable_progress_bar()
-        if health["step"]:  # the rows since the last periodic write
-            trial.set_user_attr("advisor:health", health)
-    collapsed = error is not None or detector.label is not None
-    trial.set_user_attr("advisor:collapsed", collapsed)
-    if history and any("reward" in row for row in history):
-        final = label_run(history, start_reward=None, error=error)  # the end rule too
-        trial.set_user_attr("advisor:unstable", final.unstable)
-        trial.set_user_attr("advisor:instability_reason", final.reason)
-    if detector.label is not None:
-        trial.set_user_attr("advisor:collapse_reason", detector.label.reason)
-        trial.set_user_attr("advisor:collapse_step", detector.label.step)
-    if collapsed and collapsed_value is not None:
+    callback.finish(error)  # a no-op when on_train_end already wrote the outcome
+    if (error is not None or callback.collapsed) and collapsed_value is not None:
         return float(collapsed_value)
-    if not rewards:
-        return float("nan")
-    return float(statistics.fmean(rewards[-window:]))
-
-
-_HEALTH_KEYS = ("reward", "grad_norm", "entropy", "kl", "frac_reward_zero_std", "reward_std",
-                "clip_ratio/region_mean")
-
-
-def _set_health(trial: Any, row: Mapping[str, float], detector: InstabilityDetector,
-                health: dict[str, list[float | None]]) -> None:
-    """Health signals for `advisor.pruner.TrajectoryPruner`, under ``advisor:`` keys.
-
-    ``"advisor:health"`` holds one column per TRL log key (None where a step did not log it),
-    ``"advisor:start_reward"`` the start reward of the shared instability rule. The whole
-    attribute is rewritten at each write, so after the first ``_HEALTH_EVERY_STEP`` rows it is
-    written at about ``_HEALTH_WRITES`` evenly spaced rows per doubling of the run (and when the
-    rule fires, and at the end): a row-per-step rewrite would cost O(steps^2) storage traffic
-    (56 ms per step at 5,000 steps on SQLite). The objective's own detector sees every row.
-    """
-    for key, column in health.items():
-        value = row.get(key)
-        column.append(value)  # None where not logged; NaN/inf kept: they signal divergence
-    n = len(health["step"])
-    due = (detector.label is not None or n <= _HEALTH_EVERY_STEP
-           or n % -(-n // _HEALTH_WRITES) == 0)
-    if due:
-        trial.set_user_attr("advisor:health", health)
-        if math.isfinite(detector.start):
-            trial.set_user_attr("advisor:start_reward", detector.start)
-
-
-_HEALTH_EVERY_STEP = 256  # rows written at every step
-_HEALTH_WRITES = 128  # then about this many writes per doubling of the run
+    return callback.value(window)
