@@ -28,17 +28,42 @@ N_PARAMS = {"exponential": 3, "oscillator": 4, "heavy_ball": 3, "two_timescale":
 
 def phi_oscillator(t: FloatArray, omega0: FloatArray, zeta: FloatArray) -> FloatArray:
     """Continuous response of x'' + 2 zeta omega0 x' + omega0^2 x = 0 from rest (stable forms)."""
+    omega0, zeta = np.asarray(omega0), np.asarray(zeta)
+    if (np.ndim(t) == 1 and omega0.ndim == 2 and omega0.shape[1] == 1
+            and zeta.shape == omega0.shape):
+        # one (omega0, zeta) per row: evaluate only the form each row needs (the same values
+        # as below, half the transcendental work)
+        over_rows = (omega0**2 * (zeta**2 - 1))[:, 0] > 0
+        out = np.empty((omega0.shape[0], np.size(t)))
+        if over_rows.any():
+            out[over_rows] = _phi_forms(t, omega0[over_rows], zeta[over_rows], under=False)
+        if not over_rows.all():
+            out[~over_rows] = _phi_forms(t, omega0[~over_rows], zeta[~over_rows], over=False)
+        return out
+    return _phi_forms(t, omega0, zeta)
+
+
+def _phi_forms(t: FloatArray, omega0: FloatArray, zeta: FloatArray, *, over: bool = True,
+               under: bool = True) -> FloatArray:
+    """The overdamped and/or underdamped closed forms, picked by the sign of q."""
     sig = zeta * omega0
     q = omega0**2 * (zeta**2 - 1)
     s = np.sqrt(np.abs(q))
+    out_over = out_under = 0.0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # sig - s, written without cancellation
-        slow = omega0 / (zeta + np.sqrt(np.maximum(zeta**2 - 1, 0)))
-        e2 = np.exp(-2 * s * t)
-        sinh_s = np.where(s > 0, -np.expm1(-2 * s * t) / (2 * s), t)
-        over = np.exp(-slow * t) * ((1 + e2) / 2 + sig * sinh_s)
-        under = np.exp(-sig * t) * (np.cos(s * t) + sig * t * np.sinc(s * t / np.pi))
-    return np.where(q > 0, over, under)
+        if over:
+            # sig - s, written without cancellation
+            slow = omega0 / (zeta + np.sqrt(np.maximum(zeta**2 - 1, 0)))
+            e2 = np.exp(-2 * s * t)
+            sinh_s = np.where(s > 0, -np.expm1(-2 * s * t) / (2 * s), t)
+            out_over = np.exp(-slow * t) * ((1 + e2) / 2 + sig * sinh_s)
+        if under:
+            out_under = np.exp(-sig * t) * (np.cos(s * t) + sig * t * np.sinc(s * t / np.pi))
+    if not under:
+        return np.asarray(out_over)
+    if not over:
+        return np.asarray(out_under)
+    return np.where(q > 0, out_over, out_under)
 
 
 def phi_heavy_ball(t: FloatArray, a: FloatArray, mu: float) -> FloatArray:
@@ -133,6 +158,12 @@ def grid(model: str, span: float, mu: float = 0.0) -> FloatArray:
         lz = np.log([0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 9.0])
         return np.array([(w, z) for w in lr for z in lz])
     return np.array([(a, b) for i, a in enumerate(lr) for b in lr[i + 2 :]])
+
+
+def linear_columns(model: str) -> npt.NDArray[np.bool_]:
+    """Mask of the parameters that scale with the rewards (plateau, start, amplitudes)."""
+    n_lin = 3 if model == "two_timescale" else 2
+    return np.arange(N_PARAMS[model]) < n_lin
 
 
 def nonlinear(model: str, theta: FloatArray) -> FloatArray:

@@ -11,14 +11,31 @@ import numpy as np
 import numpy.typing as npt
 
 
-def _fail(name: str, constraint: str, value: Any, hint: str = "") -> ValueError:
-    msg = f"`{name}` must be {constraint}, got {value!r}."
+def _fail(name: str, constraint: str, value: Any, hint: str = "", where: str = ""
+          ) -> ValueError:
+    msg = f"`{name}` must be {constraint}, got {value!r}{where}."
     return ValueError(f"{msg} {hint}".strip())
 
 
+def _unwrap_0d(value: Any) -> Any:
+    """A 0-d numpy array -> its numpy scalar (so ``np.array(0.1)`` is accepted as 0.1)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()]
+    return value
+
+
 def check_real(name: str, value: Any) -> float:
-    """Return ``value`` as a float, raising TypeError for non-numbers (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """Return ``value`` as a float, raising TypeError for non-numbers (bools included).
+
+    Python and numpy real scalars and 0-d numeric arrays are accepted.
+
+    Example:
+        >>> check_real("plateau", np.array(0.5))
+        0.5
+    """
+    value = _unwrap_0d(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}.")
     return float(value)
 
@@ -60,7 +77,8 @@ def check_int(name: str, value: Any, *, low: int | None = None, hint: str = "") 
         >>> check_int("refresh_interval", 4, low=1)
         4
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    value = _unwrap_0d(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
         else:
@@ -83,6 +101,68 @@ def check_options(name: str, value: Any, options: Iterable[str]) -> str:
     return str(value)
 
 
+def _numeric_array(name: str, values: Any, what: str) -> npt.NDArray[np.float64]:
+    """``values`` as a float64 array; TypeError for strings, None, booleans and non-numbers."""
+    if values is None or isinstance(values, (str, bytes)):
+        raise TypeError(f"`{name}` must be {what}, got {type(values).__name__} {values!r}.")
+    raw = np.asarray(values)
+    if raw.dtype.kind == "O":  # mixed lists: convert, then check each entry's type
+        flat = raw.ravel()
+        bad = [v for v in flat if isinstance(v, (str, bytes, bool, np.bool_)) or v is None]
+        if bad:
+            raise TypeError(f"`{name}` must be {what}, got an entry {bad[0]!r} of type "
+                            f"{type(bad[0]).__name__}.")
+    elif raw.dtype.kind not in "iuf":
+        kind = {"b": "booleans", "U": "strings", "S": "bytes", "c": "complex numbers"}.get(
+            raw.dtype.kind, f"dtype {raw.dtype}")
+        raise TypeError(f"`{name}` must be {what}, got {kind}"
+                        + (f" ({values!r})." if raw.size <= 8 else ".")
+                        + (" Convert with .astype(float) if 0/1 values are meant."
+                           if raw.dtype.kind == "b" else ""))
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be {what}: {exc}.") from None
+
+
+def as_float_array(
+    name: str,
+    values: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_closed: bool = True,
+    high_closed: bool = True,
+    hint: str = "",
+) -> npt.NDArray[np.float64]:
+    """An array-like of finite reals in an interval, as a float64 array of the same shape.
+
+    Scalars give 0-d arrays. Strings, None, booleans and non-numbers raise TypeError; the first
+    value outside the interval (or non-finite) raises ValueError naming its index.
+
+    Example:
+        >>> as_float_array("momentum", [0.0, 0.9], low=0.0, high=1.0, high_closed=False)
+        array([0. , 0.9])
+    """
+    arr = _numeric_array(name, values, "a real number or an array of them")
+    lo_br, hi_br = ("[" if low_closed else "("), ("]" if high_closed else ")")
+    lo_s = "-inf" if low is None else f"{low:g}"
+    hi_s = "inf" if high is None else f"{high:g}"
+    ok = np.isfinite(arr)
+    with np.errstate(invalid="ignore"):
+        if low is not None:
+            ok &= (arr >= low) if low_closed else (arr > low)
+        if high is not None:
+            ok &= (arr <= high) if high_closed else (arr < high)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok.ravel())[0])
+        index = tuple(int(j) for j in np.unravel_index(i, arr.shape))
+        where = "" if arr.ndim == 0 else f" at index {index[0] if arr.ndim == 1 else index}"
+        raise _fail(name, f"a finite number in {lo_br}{lo_s}, {hi_s}{hi_br}",
+                    float(arr.ravel()[i]), hint, where)
+    return arr
+
+
 def as_finite_1d(
     name: str,
     values: Any,
@@ -103,10 +183,7 @@ def as_finite_1d(
     check_options("nan_policy", nan_policy, ("raise", "omit"))
     if isinstance(values, (str, bytes)) or values is None:
         raise TypeError(f"`{name}` must be a sequence of numbers, got {type(values).__name__}.")
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"`{name}` must be a sequence of numbers: {exc}.") from None
+    arr = _numeric_array(name, values, "a sequence of numbers")
     if arr.ndim != 1:
         raise _fail(name, "one-dimensional", f"array of shape {arr.shape}")
     kept = np.isfinite(arr)

@@ -39,6 +39,8 @@ from advisor import _trajectory_fit as _fitting
 from advisor import _trajectory_models as _models
 from advisor._trajectory_models import phi_oscillator as _phi_oscillator
 from advisor._validation import as_finite_1d
+from advisor._validation import as_float_array
+from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor._validation import check_options
 from advisor.exceptions import FitError
@@ -93,13 +95,15 @@ _REGIMES = np.array(list(Regime), dtype=object)
 # Step-size physics (vectorised)
 # ---------------------------------------------------------------------------------------------
 def _rate_mu(rate: Any, momentum: Any) -> tuple[FloatArray, FloatArray]:
-    x = np.asarray(rate, dtype=np.float64)
-    mu = np.asarray(momentum, dtype=np.float64)
-    if not np.all(np.isfinite(x)) or np.any(x < 0):
-        raise ValueError(f"`rate` must be finite and >= 0, got {rate!r}.")
-    if not np.all(np.isfinite(mu)) or np.any(mu < 0) or np.any(mu >= 1):
-        raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
-    return np.broadcast_arrays(x, mu)  # type: ignore[return-value]
+    x = as_float_array("rate", rate, low=0.0,
+                       hint="The rate is the dimensionless eta*K/(1-mu) per step.")
+    mu = as_float_array("momentum", momentum, low=0.0, high=1.0, high_closed=False,
+                        hint="Heavy-ball momentum mu = 1 never relaxes.")
+    try:
+        return np.broadcast_arrays(x, mu)  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"`rate` and `momentum` must broadcast to one shape, got shapes "
+                         f"{x.shape} and {mu.shape}.") from None
 
 
 def _roots(eta_k: FloatArray, mu: FloatArray) -> tuple[npt.NDArray[np.complex128], FloatArray]:
@@ -210,7 +214,8 @@ def regime(rate: Any, momentum: Any = 0.0) -> Any:
     eta_k = x * (1 - mu)
     z1, _ = _roots(eta_k, mu)
     zeta = np.asarray(damping_ratio(x, mu, exact=True))
-    monotone = (z1.imag == 0) & (z1.real > 0)
+    # real non-negative dominant root: no crossing (z1 = 0 is the one-step deadbeat x=1, mu=0)
+    monotone = (z1.imag == 0) & (z1.real >= 0)
     code = np.where(monotone, 0, np.where(zeta < _ZETA_SECOND_CROSSING, 2, 1))
     code = np.where((np.abs(z1) >= 1.0 - 1e-12) | (eta_k <= 0), 3, code)  # |z| = 1: no decay
     return _REGIMES[int(code)] if code.ndim == 0 else _REGIMES[code]
@@ -280,12 +285,15 @@ def trajectory(
         [0.5, 0.54, 0.596]
     """
     check_options("model", model, ("exponential", "oscillator", "heavy_ball", "two_timescale"))
-    t = np.asarray(steps, dtype=np.float64)
-    if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(f"`steps` must be finite and >= 0, got {steps!r}.")
+    t = as_float_array("steps", steps, low=0.0)
     x = check_interval("rate", rate, low=0.0, low_closed=False)
     mu = check_interval("momentum", momentum, low=0.0, high=1.0, high_closed=False)
-    p_star, gap = float(plateau), float(plateau) - float(start)
+    p_star = check_interval("plateau", plateau)
+    gap = p_star - check_interval("start", start)
+    if model != "two_timescale" and (rate2 is not None or weight is not None):
+        raise ValueError(f"`rate2` and `weight` must be None for model={model!r}, got "
+                         f"rate2={rate2!r}, weight={weight!r}. They set the second mode of "
+                         "model='two_timescale'.")
     if model == "exponential":
         phi = np.exp(-x * t)
     elif model == "oscillator":
@@ -415,7 +423,9 @@ class TrajectoryFit:
         """
         q = check_interval("interval", interval, low=0.0, high=1.0, low_closed=False,
                            high_closed=False)
-        t_new = np.atleast_1d(np.asarray(steps, dtype=np.float64))
+        n_samples = check_int("n_samples", n_samples, low=1)
+        t_new = np.atleast_1d(as_float_array(
+            "steps", steps, low=0.0, hint="Training starts at step 0 (as in the fit)."))
         mu = 0.0 if self.momentum is None else self.momentum
         mean = _models.evaluate(self.model, self._theta, t_new, mu)
         rng = np.random.default_rng(seed)
@@ -465,7 +475,7 @@ def _finish(sol: _fitting.Solution, t: FloatArray, y: FloatArray, plateau: float
     if not np.all(np.isfinite(cov)):
         note += " Parameters not identified (singular Jacobian): standard errors are inf."
     params, errs = _fitting.public(sol, cov)
-    aicc, bic = _fitting.information(sol.sse, n, k)
+    aicc, bic = _fitting.information(sol.sse, n, k, _fitting.sse_floor(y))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     return TrajectoryFit(
         model=sol.model, plateau=params["plateau"], start=params["start"], rate=params["rate"],
@@ -586,6 +596,7 @@ def fit_trajectory(
     note = "" if len(usable) == len(models) else (
         "Skipped (too few points): " + ", ".join(sorted(set(models) - set(usable))) + ".")
     sols, candidates = [], {}
+    floor = _fitting.sse_floor(y)
     for m in usable:
         try:
             sol = _fitting.solve(m, t, y, plateau, mu)
@@ -593,7 +604,7 @@ def fit_trajectory(
             continue
         if np.isfinite(sol.sse):
             sols.append(sol)
-            candidates[m] = _fitting.information(sol.sse, y.size, int(sol.free.sum()))[0]
+            candidates[m] = _fitting.information(sol.sse, y.size, int(sol.free.sum()), floor)[0]
     n_dropped = int((~kept).sum())
     good = [s for s in sols if s.converged]
     if not good:

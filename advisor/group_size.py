@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.linalg import solve_discrete_lyapunov
 
+from advisor._validation import as_float_array
 from advisor._validation import check_int
 from advisor._validation import check_interval
 
@@ -46,6 +47,8 @@ _PLATEAU_SHIFT_COEFFICIENT = 0.3
 
 def _group_sizes(num_generations: Any) -> npt.NDArray[np.int64]:
     g = np.asarray(num_generations)
+    if g.dtype.kind == "f" and np.all(np.isfinite(g)) and np.all(g == np.round(g)):
+        g = g.astype(np.int64)  # integral floats (e.g. a pandas column) are integers
     if g.dtype.kind not in "iu" or (g < 2).any():
         raise ValueError(f"`num_generations` must be integers >= 2, got {num_generations!r}. "
                          "GRPO needs at least 2 completions per prompt.")
@@ -53,10 +56,7 @@ def _group_sizes(num_generations: Any) -> npt.NDArray[np.int64]:
 
 
 def _rates(name: str, p: Any) -> FloatArray:
-    arr = np.asarray(p, float)
-    if not np.all(np.isfinite(arr) & (arr >= 0.0) & (arr <= 1.0)):
-        raise ValueError(f"`{name}` must be in [0, 1], got {p!r}.")
-    return arr
+    return as_float_array(name, p, low=0.0, high=1.0)
 
 
 def degenerate_group_probability(success_rate: Any, num_generations: Any) -> FloatArray:
@@ -215,8 +215,14 @@ def group_size_table(success_rate: float, num_generations: Sequence[int] = (2, 4
         >>> [round(r.degenerate_probability, 3) for r in rows]
         [0.411, 0.028]
     """
-    p = float(_rates("success_rate", success_rate))
-    gs = _group_sizes(list(num_generations))
+    p_arr = _rates("success_rate", success_rate)
+    if p_arr.ndim != 0:
+        raise TypeError(f"`success_rate` must be one number in [0, 1], got an array of shape "
+                        f"{p_arr.shape}. Build one table per success rate.")
+    p = float(p_arr)
+    if hasattr(num_generations, "__iter__") and not isinstance(num_generations, (str, bytes)):
+        num_generations = list(num_generations)  # generators, pandas Series, tuples
+    gs = _group_sizes(np.atleast_1d(np.asarray(num_generations)))
     if gs.ndim != 1 or gs.size == 0:
         raise ValueError(f"`num_generations` must be a non-empty list, got {num_generations!r}.")
     q = degenerate_group_probability(p, gs)

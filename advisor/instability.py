@@ -250,6 +250,11 @@ class InstabilityDetector:
 
         Rows after the first firing are recorded but do not change the latched label.
         """
+        raw = _num(row.get("step")) if isinstance(row, Mapping) else None
+        if raw is None or not math.isfinite(raw):
+            got = row.get("step") if isinstance(row, Mapping) else type(row).__name__
+            raise ValueError(f"`row` must be a mapping with a numeric 'step' (the optimizer "
+                             f"step, as in trainer.state.log_history), got step={got!r}.")
         step = int(row["step"])
         if self.steps and step <= self.steps[-1]:
             raise ValueError(f"`step` must increase, got {step} after {self.steps[-1]}.")

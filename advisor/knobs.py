@@ -175,6 +175,9 @@ class Knobs:
     def to_params(self) -> dict[str, Any]:
         """The knobs as search-space parameters (GRPOConfig names plus ``momentum``).
 
+        ``num_processes`` is not a GRPOConfig field: pass it again to `knobs_from_params`
+        (``knobs_from_params(k.to_params(), num_processes=k.num_processes) == k``).
+
         Example:
             >>> Knobs(learning_rate=1e-5).to_params()["optim"]
             'adamw_torch'
@@ -201,13 +204,25 @@ _MOMENTUM_WITH_ADAM = (
 )
 
 
-def _check_names(params: Mapping[str, Any]) -> None:
+# a `momentum` key selects heavy-ball SGD, so it contradicts an AdamW `optim` even at 0
+_MOMENTUM_KEY_WITH_ADAM = (
+    "`momentum` must be absent with an AdamW optimizer, got momentum={value!r} with "
+    "optim={optim!r}. `momentum` is heavy-ball SGD momentum (a `momentum` key selects "
+    "optim='sgd'); for AdamW search `adam_beta1` instead, or drop `optim` so that `momentum` "
+    "selects SGD."
+)
+
+
+def _check_names(params: Mapping[str, Any], what: str = "params") -> None:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"`{what}` must be a mapping of trl.GRPOConfig field names to values "
+                        f"(e.g. trial.params), got {type(params).__name__}.")
     for name in params:
         if name not in KNOB_NAMES:
             close = difflib.get_close_matches(str(name), sorted(KNOB_NAMES), n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"`params` must use trl.GRPOConfig field names (or 'momentum'), got unknown "
+                f"`{what}` must use trl.GRPOConfig field names (or 'momentum'), got unknown "
                 f"knob {name!r}.{hint} See advisor.knobs.KNOB_NAMES."
             )
 
@@ -240,8 +255,10 @@ def _optimizer_family(optim: Any) -> Literal["sgd", "adamw"]:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars, so TRL's dataclass checks see plain types."""
-    return value.item() if isinstance(value, np.generic) else value
+    """numpy scalars and 0-d arrays -> Python scalars, so TRL's checks see plain types."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
 
 
 def to_grpo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,7 +293,7 @@ def to_grpo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
                               high_closed=False)
     optim = kwargs.get("optim", "sgd")
     if _optimizer_family(optim) != "sgd":
-        raise ValueError(_MOMENTUM_WITH_ADAM.format(value=momentum, optim=str(optim)))
+        raise ValueError(_MOMENTUM_KEY_WITH_ADAM.format(value=momentum, optim=str(optim)))
     extra = _parse_optim_args(kwargs.get("optim_args"))
     if "momentum" in extra:
         raise ValueError(
@@ -350,7 +367,7 @@ def knobs_from_params(
     num_processes = check_int("num_processes", num_processes, low=1)
     _check_names(params)
     if defaults is not None:
-        _check_names(defaults)
+        _check_names(defaults, "defaults")
     # a searched steps_per_generation overrides a fixed generation_batch_size and vice versa
     merged: dict[str, Any] = dict(_TRL_DEFAULTS)
     user = {**(defaults or {}), **params}
@@ -382,7 +399,8 @@ def _momentum(user: Mapping[str, Any], extra: Mapping[str, str], optimizer: str,
               optim: Any) -> float:
     if optimizer != "sgd":
         if "momentum" in user:
-            raise ValueError(_MOMENTUM_WITH_ADAM.format(value=user["momentum"], optim=str(optim)))
+            raise ValueError(_MOMENTUM_KEY_WITH_ADAM.format(value=user["momentum"],
+                                                            optim=str(optim)))
         return 0.0
     if "momentum" in user and "momentum" in extra:
         raise ValueError(
@@ -397,7 +415,11 @@ def _momentum(user: Mapping[str, Any], extra: Mapping[str, str], optimizer: str,
     if "momentum" in user:
         return check_interval("momentum", user["momentum"], low=0.0, high=1.0,
                               high_closed=False)
-    value = float(extra.get("momentum", 0.0))
+    try:
+        value = float(extra.get("momentum", 0.0))
+    except ValueError:
+        raise ValueError(f"`optim_args` must set momentum to a number, got momentum="
+                         f"{extra['momentum']!r} in {user.get('optim_args')!r}.") from None
     return check_interval("momentum", value, low=0.0, high=1.0, high_closed=False)
 
 

@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -558,3 +559,26 @@ def test_speed_benchmark_smoke() -> None:
          "--finite-configs", "10", "--finite-steps", "20", "--repeats", "1"],
         cwd=root, env=env, capture_output=True, text=True, check=True, timeout=120)
     assert "grid, piecewise K_ref 1-32, G=inf" in out.stdout and "machine:" in out.stdout
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+def test_simulate_rejects_an_empty_batch() -> None:
+    # before: a bare IndexError from inside the simulator
+    with pytest.raises(ValueError, match="`learning_rate` must hold at least one configuration"):
+        simulate(BanditProblem.reference(), learning_rate=[], n_steps=5)
+
+
+def test_classify_warns_when_p_star_is_off() -> None:
+    # the rule calls a run whose envelope stops decaying divergent; a converged run compared
+    # with a rounded p* (0.8536) was called divergent without a hint
+    problem = BanditProblem.reference()
+    run = simulate(problem, learning_rate=[0.1, 3.0], n_steps=500)
+    exact = classify(run.reward_current, run.p_star, 0.5)
+    assert exact.tolist() == [Regime.MONOTONE, Regime.OSCILLATORY]
+    with pytest.warns(AdvisorWarning, match="settle flat at 0.853553.*Pass the exact fixed"):
+        rounded = classify(run.reward_current, 0.8536, 0.5)
+    assert rounded.tolist() == [Regime.DIVERGENT, Regime.DIVERGENT]  # the rule is unchanged
+    diverging = simulate(problem, learning_rate=5.0, n_steps=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert classify(diverging.reward_current[0], run.p_star, 0.5) is Regime.DIVERGENT

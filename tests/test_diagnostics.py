@@ -342,3 +342,35 @@ def test_pilot_result_like_sources():
     two = SimpleNamespace(histories={"a": [], "b": []})
     with pytest.raises(TypeError, match="histories\\[name\\] \\(names: \\['a', 'b'\\]\\)"):
         diagnose(two)
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+def _collapsing_history() -> dict:
+    return {"reward": np.r_[np.linspace(0.3, 0.8, 60), np.full(60, 0.2)]}
+
+
+def test_dict_config_reads_like_the_model_does() -> None:
+    # before: StabilityModel.assess({"learning_rate": 20}) read the dict as SGD (the model's
+    # optimizer) but diagnose(config={"learning_rate": 20}) built TRL's default AdamW knobs and
+    # failed with "`optimizer` must be 'sgd' ... got 'adamw'"
+    from advisor.stability import StabilityModel
+
+    model = StabilityModel(SimpleNamespace(stiffness=0.5, stiffness_current=1.25,
+                                           stiffness_sampler=-0.75, std_error=0.01))
+    report = diagnose(_collapsing_history(), model=model, config={"learning_rate": 20.0})
+    finding = report.findings[0]
+    assert finding.mode == "dynamical_instability"
+    assert "the model predicted this" in finding.recommendation
+    assert finding.config_changes["learning_rate"] < 20.0
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"total_steps": 0}, ValueError, "`total_steps` must be an integer >= 1, got 0"),
+    ({"max_reward": float("nan")}, ValueError, "`max_reward` must be a finite number"),
+    ({"model": "m"}, TypeError, "`model` must be a StabilityModel"),
+])
+def test_diagnose_rejects_bad_settings(kwargs, error, match) -> None:
+    # before: total_steps=0 raised ZeroDivisionError, max_reward=nan was used silently and a
+    # wrong model type raised AttributeError
+    with pytest.raises(error, match=match):
+        diagnose(_collapsing_history(), **kwargs)

@@ -440,7 +440,8 @@ def test_fit_rejects_non_numeric() -> None:
         ({"model": "heavy_ball", "steps": [0.5, 1.0]}, "must be integers"),
         ({"model": "two_timescale"}, "`rate2` and `weight` must be given"),
         ({"model": "logistic"}, "`model` must be one of"),
-        ({"steps": [-1, 0]}, "`steps` must be finite and >= 0"),
+        ({"steps": [-1, 0]}, r"`steps` must be a finite number in \[0, inf\], got -1.0 at "
+                             r"index 0"),
     ],
 )
 def test_trajectory_bad_input(kwargs: dict, match: str) -> None:
@@ -450,10 +451,158 @@ def test_trajectory_bad_input(kwargs: dict, match: str) -> None:
 
 
 def test_physics_bad_input() -> None:
-    with pytest.raises(ValueError, match="`rate` must be finite and >= 0"):
+    with pytest.raises(ValueError, match=r"`rate` must be a finite number in \[0, inf\], "
+                                         r"got -0.1"):
         damping_ratio(-0.1)
-    with pytest.raises(ValueError, match="`momentum` must be in \\[0, 1\\)"):
+    with pytest.raises(ValueError, match="`momentum` must be a finite number in \\[0, 1\\)"):
         regime(0.1, 1.0)
     fit = fit_trajectory(trajectory(np.arange(20), plateau=0.8, start=0.3, rate=0.2))
     with pytest.raises(ValueError, match="`interval` must be a finite number in \\(0, 1\\)"):
         fit.predict([30], interval=1.0)
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+@pytest.mark.parametrize(("value", "error", "match"), [
+    (True, TypeError, "`rate` must be a real number or an array of them, got booleans"),
+    ("0.1", TypeError, "`rate` must be a real number or an array of them, got str"),
+    (None, TypeError, "`rate` must be a real number or an array of them, got NoneType"),
+    ([0.1, float("nan")], ValueError, r"`rate` must be a finite number in \[0, inf\], got nan "
+                                      r"at index 1"),
+])
+def test_physics_rejects_non_numbers(value, error, match) -> None:
+    # before: True was read as 1.0, "0.1" as 0.1 and None gave "must be finite, got None"
+    for f in (damping_ratio, natural_frequency, relaxation_rate, time_constant, regime):
+        with pytest.raises(error, match=match):
+            f(value, 0.5)
+    with pytest.raises(TypeError, match="`momentum` must be a real number"):
+        damping_ratio(0.1, "0.5")
+
+
+def test_physics_broadcast_mismatch_is_named() -> None:
+    with pytest.raises(ValueError, match="`rate` and `momentum` must broadcast"):
+        damping_ratio([0.1, 0.2], [0.0, 0.5, 0.9])
+
+
+def test_physics_accept_numpy_and_pandas_inputs() -> None:
+    pd = pytest.importorskip("pandas")
+    x = np.array([0.01, 0.02])
+    ref = damping_ratio(x, 0.5)
+    for v in (pd.Series(x), list(x), tuple(x), x.astype(np.float32).astype(float)):
+        np.testing.assert_allclose(damping_ratio(v, np.float32(0.5)), ref, rtol=1e-7)
+    assert isinstance(damping_ratio(np.array(0.02), np.array(0.5)), float)
+    assert damping_ratio(x[:, None], np.array([0.0, 0.9])).shape == (2, 2)
+
+
+def test_regime_deadbeat_is_monotone() -> None:
+    # x = 1, mu = 0: e_1 = 0 exactly, the curve reaches the plateau in one step (no crossing);
+    # the double root z = 0 was called an overshoot
+    assert regime(1.0, 0.0) is Regime.MONOTONE
+    y = trajectory(np.arange(6), plateau=0.9, start=0.5, rate=1.0, model="heavy_ball")
+    assert np.all(np.diff(y) >= 0) and y[1] == pytest.approx(0.9)
+    assert regime(1.01, 0.0) is Regime.OVERSHOOT
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"plateau": float("nan")}, ValueError, "`plateau` must be a finite number"),
+    ({"start": None}, TypeError, "`start` must be a real number"),
+    ({"plateau": np.array([0.9, 0.8])}, TypeError, "`plateau` must be a real number"),
+    ({"rate2": 0.01}, ValueError, "`rate2` and `weight` must be None for model='exponential'"),
+    ({"steps": "3"}, TypeError, "`steps` must be a real number or an array"),
+    ({"steps": [True, False]}, TypeError, "`steps` must be .* got booleans"),
+])
+def test_trajectory_rejects_bad_parameters(kwargs, error, match) -> None:
+    # before: plateau=nan returned NaNs, start=None a bare float() error, rate2 was ignored
+    args = {"steps": [0, 1, 2], "plateau": 0.9, "start": 0.1, "rate": 0.1, **kwargs}
+    with pytest.raises(error, match=match):
+        trajectory(**args)
+
+
+def test_trajectory_accepts_0d_parameters() -> None:
+    y = trajectory([0, 5], plateau=np.array(0.9), start=np.float32(0.5), rate=np.array(0.1))
+    np.testing.assert_allclose(y, [0.5, 0.9 - 0.4 * math.exp(-0.5)], rtol=1e-7)
+
+
+def test_fit_accepts_0d_arguments_and_rejects_booleans() -> None:
+    y = trajectory(np.arange(40), plateau=0.8, start=0.4, rate=0.1)
+    fit = fit_trajectory(y, plateau=np.array(0.8), momentum=np.array(0.0),
+                         models=("exponential",))
+    assert fit.rate == pytest.approx(0.1, rel=1e-9)
+    with pytest.raises(TypeError, match="`rewards` must be a sequence of numbers, got booleans"):
+        fit_trajectory(np.arange(20) % 2 == 0)
+    with pytest.raises(TypeError, match="`rewards` must be a sequence of numbers, got strings"):
+        fit_trajectory([str(v) for v in y])
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e-6, 1e-9])
+def test_fit_is_scale_invariant(scale: float) -> None:
+    # before: least_squares' absolute gradient tolerance stopped the refinement at the grid
+    # point for curves of scale <= 1e-5 (noise-free exponential: rate 0.0714 instead of 0.07)
+    t = np.arange(60)
+    y = trajectory(t, plateau=0.8, start=0.4, rate=0.07)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(60)
+    for models in (("exponential",), ("oscillator",)):
+        ref, small = fit_trajectory(y, models=models), fit_trajectory(scale * y, models=models)
+        assert small.rate == pytest.approx(ref.rate, rel=1e-6)
+        assert small.plateau == pytest.approx(scale * ref.plateau, rel=1e-9)
+    hb = fit_trajectory(scale * (y + noise), models=("heavy_ball",), momentum=0.5)
+    hb_ref = fit_trajectory(y + noise, models=("heavy_ball",), momentum=0.5)
+    assert hb.params["dimensionless_rate"] == pytest.approx(
+        hb_ref.params["dimensionless_rate"], rel=1e-6)
+    assert hb.std_errors["plateau"] == pytest.approx(scale * hb_ref.std_errors["plateau"],
+                                                     rel=1e-4)
+    assert hb.std_errors["rate"] == pytest.approx(hb_ref.std_errors["rate"], rel=1e-4)
+    mean, low, high = hb.predict([200])
+    mean_r, low_r, high_r = hb_ref.predict([200])
+    np.testing.assert_allclose([mean[0], low[0], high[0]],
+                               scale * np.array([mean_r[0], low_r[0], high_r[0]]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_noise_free_exponential_selects_the_exponential(direction: float) -> None:
+    # before: every model fitted a noise-free curve to rounding error and AICc ranked the
+    # rounding noise: a decreasing exponential came back as two_timescale with rate 0.05
+    # (its zero-weight mode) instead of 0.1
+    y = 0.5 + direction * 0.3 * (1 - np.exp(-0.1 * np.arange(40)))
+    fit = fit_trajectory(y)
+    assert fit.model == "exponential"
+    assert fit.rate == pytest.approx(0.1, rel=1e-9)
+
+
+def test_long_curve_fit_and_band_stay_bounded_in_memory() -> None:
+    # before: predict() built (nodes, points, 2) arrays at once: 2000 x 200k x 2 doubles
+    # (> 6 GB) and the process was killed; blocks are now bounded (same numbers: they are
+    # computed node by node). Patched block size so that a short curve takes many blocks.
+    from advisor import _trajectory_fit
+
+    t = np.arange(400)
+    y = trajectory(t, plateau=0.8, start=0.4, rate=0.02)
+    y = y + 0.01 * np.random.default_rng(3).standard_normal(t.size)
+    fit = fit_trajectory(y)
+    ref = fit.predict([100, 800])
+    old = _trajectory_fit._BLOCK_ELEMENTS
+    try:
+        _trajectory_fit._BLOCK_ELEMENTS = 1000  # a few nodes per block
+        chunked = fit_trajectory(y)
+        assert chunked.params == fit.params and chunked.candidates == fit.candidates
+        for a, b in zip(chunked.predict([100, 800]), ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        _trajectory_fit._BLOCK_ELEMENTS = old
+
+
+@pytest.mark.parametrize(("steps", "kwargs", "error", "match"), [
+    ([-5], {}, ValueError, r"`steps` must be a finite number in \[0, inf\], got -5.0 at index 0"),
+    ([float("nan")], {}, ValueError, "`steps` must be a finite number"),
+    ("100", {}, TypeError, "`steps` must be a real number or an array of them, got str"),
+    (None, {}, TypeError, "`steps` must be a real number .* got NoneType"),
+    ([100], {"n_samples": 0}, ValueError, "`n_samples` must be an integer >= 1"),
+    ([100], {"n_samples": "10"}, TypeError, "`n_samples` must be an integer"),
+])
+def test_predict_rejects_bad_steps(steps, kwargs, error, match) -> None:
+    # before: -5 gave an upper bound of 2e96 with overflow warnings, NaN and None gave
+    # (nan, inf, -inf) silently, "100" was read as 100, n_samples="10" a bare TypeError
+    y = trajectory(np.arange(40), plateau=0.8, start=0.4, rate=0.1)
+    y = y + 0.01 * np.random.default_rng(0).standard_normal(40)
+    fit = fit_trajectory(y, models=("exponential",))
+    with pytest.raises(error, match=match):
+        fit.predict(steps, **kwargs)

@@ -76,9 +76,10 @@ def test_group_size_table_rows() -> None:
 
 
 @pytest.mark.parametrize(("call", "match"), [
-    (lambda: degenerate_group_probability(1.5, 4), r"`success_rate` must be in \[0, 1\]"),
+    (lambda: degenerate_group_probability(1.5, 4),
+     r"`success_rate` must be a finite number in \[0, 1\], got 1.5"),
     (lambda: degenerate_group_probability(0.5, 1), r"`num_generations` must be integers >= 2"),
-    (lambda: degenerate_group_probability(0.5, 4.0), r"`num_generations` must be integers"),
+    (lambda: degenerate_group_probability(0.5, 4.5), r"`num_generations` must be integers"),
     (lambda: reward_variance(4, scale=0.0), r"`scale` must be a finite number in \(0, inf\]"),
     (lambda: group_size_table(0.5, []), r"`num_generations` must be"),
 ])
@@ -93,3 +94,38 @@ def test_stationary_variance_rejects_bad_input() -> None:
         stationary_variance(bandit.BanditProblem.five_arm(), 8, learning_rate=0.1)
     with pytest.raises(ValueError, match=r"`learning_rate` must satisfy eta\*K_G < 2"):
         stationary_variance(bandit.BanditProblem.reference(), 8, learning_rate=10.0)
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+def test_integral_float_group_sizes_are_integers() -> None:
+    # before: 8.0 (e.g. a pandas column of G) was rejected as "must be integers"
+    assert float(degenerate_group_probability(0.5, 8.0)) == pytest.approx(0.5**7)
+    np.testing.assert_allclose(plateau_shift([4.0, 8.0]), [-0.075, -0.0375])
+    with pytest.raises(ValueError, match="`num_generations` must be integers >= 2, got 2.5"):
+        plateau_shift(2.5)
+
+
+@pytest.mark.parametrize(("p", "error", "match"), [
+    ("0.5", TypeError, "`success_rate` must be a real number or an array of them, got str"),
+    (True, TypeError, "`success_rate` must be .* got booleans"),
+    ([0.2, float("nan")], ValueError, r"`success_rate` must be a finite number in \[0, 1\], "
+                                      r"got nan at index 1"),
+])
+def test_success_rate_rejects_non_numbers(p, error, match) -> None:
+    # before: "0.5" and True were read as numbers
+    with pytest.raises(error, match=match):
+        degenerate_group_probability(p, 8)
+
+
+def test_table_accepts_a_single_group_size_and_rejects_arrays_of_rates() -> None:
+    # before: group_size_table(0.2, 8) raised "'int' object is not iterable" and an array of
+    # rates "only 0-dimensional arrays can be converted to Python scalars"
+    (row,) = group_size_table(0.2, 8)
+    assert row.num_generations == 8
+    assert row.degenerate_probability == pytest.approx(0.2**8 + 0.8**8)
+    assert [r.num_generations for r in group_size_table(0.2, (g for g in (4, 8)))] == [4, 8]
+    with pytest.raises(TypeError, match="`success_rate` must be one number in \\[0, 1\\]"):
+        group_size_table([0.2, 0.3], [4, 8])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`scale` must be a real number"):
+        reward_variance(4, scale="1e-3")  # type: ignore[arg-type]
+    assert float(reward_variance(4, scale=np.array(1e-3))) == pytest.approx(2.5e-4)

@@ -186,3 +186,12 @@ def test_bad_histories():
         det = InstabilityDetector()
         det.update({"step": 2, "reward": 0.1})
         det.update({"step": 2, "reward": 0.1})
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+@pytest.mark.parametrize("row", [{"reward": 0.3}, {"step": None, "reward": 0.3},
+                                 {"step": "x", "reward": 0.3}, {"step": float("nan")}])
+def test_detector_row_without_step_is_a_clear_error(row) -> None:
+    # before: a bare KeyError('step') / ValueError from int()
+    with pytest.raises(ValueError, match="`row` must be a mapping with a numeric 'step'"):
+        InstabilityDetector().update(row)

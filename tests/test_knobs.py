@@ -204,3 +204,54 @@ def test_bad_types_and_processes():
 
 def test_model_knob_names_are_knob_names():
     assert MODEL_KNOB_NAMES <= KNOB_NAMES and "momentum" in KNOB_NAMES
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+def test_zero_d_arrays_are_plain_values() -> None:
+    # before: check_int rejected np.array(4) and to_grpo_kwargs passed np.array(0.01) to TRL
+    k = knobs_from_params({"learning_rate": np.array(0.01), "steps_per_generation": np.array(4)})
+    assert k.steps_per_generation == 4 and k.learning_rate == 0.01
+    kwargs = to_grpo_kwargs({"learning_rate": np.array(0.01), "momentum": np.array(0.5)})
+    assert kwargs == {"learning_rate": 0.01, "optim": "sgd", "optim_args": "momentum=0.5"}
+    assert type(kwargs["learning_rate"]) is float
+
+
+@pytest.mark.parametrize("params", [None, [("learning_rate", 0.1)], 0.1])
+def test_params_must_be_a_mapping(params) -> None:
+    # before: a list gave "unknown knob ('learning_rate', 0.1)", None "'NoneType' object is not
+    # iterable"
+    with pytest.raises(TypeError, match="`params` must be a mapping of trl.GRPOConfig field"):
+        knobs_from_params(params)
+    with pytest.raises(TypeError, match="`params` must be a mapping"):
+        to_grpo_kwargs(params)
+    with pytest.raises(TypeError, match="`defaults` must be a mapping"):
+        knobs_from_params({"learning_rate": 0.1}, defaults=params or [1])
+    with pytest.raises(ValueError, match="`defaults` must use trl.GRPOConfig field names"):
+        knobs_from_params({"learning_rate": 0.1}, defaults={"lr": 0.1})
+
+
+def test_unparsable_momentum_in_optim_args() -> None:
+    # before: a bare "could not convert string to float: 'abc'"
+    with pytest.raises(ValueError, match="`optim_args` must set momentum to a number, got "
+                                         "momentum='abc'"):
+        knobs_from_params({"optim": "sgd", "optim_args": "momentum=abc"})
+
+
+def test_momentum_key_with_adamw_message_matches_the_rule() -> None:
+    # the rule: a `momentum` key selects SGD, so it contradicts AdamW even at 0; the message
+    # said "must be 0 (or absent)" while rejecting 0
+    for value in (0.0, 0.9):
+        with pytest.raises(ValueError, match=r"`momentum` must be absent with an AdamW "
+                                             rf"optimizer, got momentum={value!r}"):
+            knobs_from_params({"momentum": value, "optim": "adamw_torch"})
+        with pytest.raises(ValueError, match="must be absent with an AdamW"):
+            to_grpo_kwargs({"momentum": value, "optim": "adamw_torch"})
+    with pytest.raises(ValueError, match=r"`momentum` must be 0 \(or absent\)"):
+        Knobs(learning_rate=0.1, optimizer="adamw", momentum=0.5)
+
+
+def test_to_params_round_trip_with_processes() -> None:
+    k = Knobs(learning_rate=0.01, optimizer="sgd", momentum=0.5, num_processes=2,
+              per_device_train_batch_size=4, steps_per_generation=2, num_iterations=2,
+              gradient_accumulation_steps=2)
+    assert knobs_from_params(k.to_params(), num_processes=k.num_processes) == k

@@ -393,8 +393,8 @@ def test_max_learning_rate_rejects_bad_input(kwargs, match) -> None:
 
 @pytest.mark.parametrize(("params", "match"), [
     ({"momentum": [0.1]}, r"`params` must contain 'learning_rate'"),
-    ({"learning_rate": [0.1, -1.0]}, r"`learning_rate` must be finite and > 0, got -1.0 at "
-                                     r"index 1"),
+    ({"learning_rate": [0.1, -1.0]}, r"`learning_rate` must be a finite number in \(0, inf\], "
+                                     r"got -1.0 at index 1"),
     ({"learning_rate": [0.1], "momentum": [1.5]}, r"`momentum` must be a finite number"),
     ({"learning_rate": [0.1], "optim": ["adamw_torch"]}, r"`optimizer` must be 'sgd'"),
 ])
@@ -798,3 +798,146 @@ def test_sgd_model_reads_a_config_without_optimizer_as_sgd() -> None:
     # an AdamW model keeps TRL's default optimizer
     adamw = StabilityModel(est, optimizer="adamw")
     assert adamw.assess({"learning_rate": 1e-3}).layer in ("theory", "calibration")
+
+
+# ------------------------------------------------------------- user-acceptance regressions
+_SPLIT = SimpleNamespace(stiffness=0.5, stiffness_current=1.25, stiffness_sampler=-0.75,
+                         std_error=0.01)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"momentum": True}, TypeError, "`momentum` must be a real number or an array of them, "
+                                    "got booleans"),
+    ({"momentum": "0.5"}, TypeError, "`momentum` must be a real number .* got str"),
+    ({"momentum": None}, TypeError, "`momentum` must be a real number .* got NoneType"),
+    ({"refresh_interval": "4"}, TypeError, "`refresh_interval` must be a real number"),
+    ({"refresh_interval": None}, TypeError, "`refresh_interval` must be a real number"),
+    ({"samples_per_step": 0}, ValueError, r"`samples_per_step` must be a finite number in "
+                                          r"\(0, inf\], got 0.0"),
+    ({"samples_per_step": float("nan")}, ValueError, "`samples_per_step` must be a finite"),
+    ({"num_iterations": 0}, ValueError, r"`num_iterations` must be a finite number in \[1"),
+    ({"num_iterations": 2.5}, ValueError, "`num_iterations` must be an integer >= 1, got 2.5"),
+    ({"momentum": [0.0, 0.5], "refresh_interval": [1, 2, 4]}, ValueError,
+     "The condition arrays must broadcast to one shape"),
+])
+def test_condition_arrays_reject_bad_types_and_values(kwargs, error, match) -> None:
+    # before: booleans, strings and None were coerced ("got nan" for None), samples_per_step
+    # 0 gave a max learning rate of 0 and negative values NaN, num_iterations 2.5 was used
+    edge = EdgeEstimate(rate=0.025, low=0.02, high=0.03, samples_per_step=128,
+                        horizon_steps=150, optimizer="sgd")
+    model = StabilityModel(_SPLIT, edge=edge)
+    with pytest.raises(error, match=match):
+        model.max_learning_rate(**kwargs)
+    with pytest.raises(error, match=match):
+        model.is_stable(0.1, **kwargs)
+
+
+def test_condition_errors_name_the_first_bad_entry() -> None:
+    model = StabilityModel(_SPLIT)
+    lr = np.r_[np.full(1000, 0.1), -1.0]
+    # before: the whole array was printed in the message
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number in \(0, "
+                                         r"inf\], got -1.0 at index 1000\.$"):
+        model.is_stable(lr)
+
+
+def test_edge_predict_rejects_impossible_conditions() -> None:
+    edge = EdgeEstimate(rate=0.025, low=0.02, high=0.03, samples_per_step=128,
+                        horizon_steps=150, optimizer="sgd")
+    # before: samples 0 predicted an edge of 0, num_iterations 0 an infinite one
+    with pytest.raises(ValueError, match="`samples_per_step` must be a finite number"):
+        edge.predict(samples_per_step=0)
+    with pytest.raises(ValueError, match="`num_iterations` must be a finite number in"):
+        edge.predict(num_iterations=0)
+    with pytest.raises(ValueError, match="`refresh_interval` must be a finite number in"):
+        edge.predict(refresh_interval=0.5)
+    with pytest.raises(ValueError, match="`batch_exponent` must be a finite number"):
+        edge.predict(batch_exponent=5.0)
+
+
+@pytest.mark.parametrize(("params", "error", "match"), [
+    ({"learning_rate": ["0.5"]}, TypeError, "`learning_rate` must be .* got strings"),
+    ({"learning_rate": [True]}, TypeError, "`learning_rate` must be .* got booleans"),
+    ({"learning_rate": [0.5, 1.0, 2.0], "momentum": [0.0, 0.5]}, ValueError,
+     r"`params` values must be scalars or 1-D arrays of one length, got learning_rate \(3,\), "
+     r"momentum \(2,\)"),
+    ({"learning_rate": [0.5], "momentum": ["0.5"]}, TypeError, "`momentum` must be"),
+])
+def test_assess_many_rejects_non_numbers(params, error, match) -> None:
+    # before: "0.5" and True were read as numbers; a length mismatch gave numpy's message
+    with pytest.raises(error, match=match):
+        StabilityModel(_SPLIT).assess_many(params)
+
+
+def test_assess_requires_a_learning_rate() -> None:
+    model = StabilityModel(_SPLIT)
+    # before: a config without learning_rate was assessed at TRL's default 1e-6 (margin 15.6)
+    with pytest.raises(ValueError, match="`params` must contain 'learning_rate'"):
+        model.assess({"momentum": 0.5})
+    with pytest.raises(ValueError, match="`params` must contain 'learning_rate'"):
+        model.max_refresh_interval({"momentum": 0.5})
+    with pytest.raises(TypeError, match="`params` must be a mapping"):
+        model.assess(0.5)  # type: ignore[arg-type]
+    fixed = StabilityModel(_SPLIT, defaults={"learning_rate": 0.5})
+    assert fixed.assess({"momentum": 0.0}).max_learning_rate == pytest.approx(4.0)
+
+
+def test_model_construction_errors_are_clear() -> None:
+    with pytest.raises(TypeError, match="`estimate` must be a StiffnessEstimate"):
+        StabilityModel(0.5)
+    with pytest.raises(TypeError, match="`estimate` must be a StiffnessEstimate"):
+        StabilityModel({"stiffness": 0.5})  # type: ignore[arg-type]
+    bad = SimpleNamespace(stiffness=0.5, stiffness_current="x", stiffness_sampler=0.0,
+                          std_error=0.0)
+    with pytest.raises(TypeError, match="`estimate.stiffness_current` must be a real number"):
+        StabilityModel(bad)
+    # before: an unknown default was accepted and failed at the first assess
+    with pytest.raises(ValueError, match=r"`defaults` must use trl.GRPOConfig field names \(or "
+                                         r"'momentum'\), got unknown knob 'lr'"):
+        StabilityModel(_SPLIT, defaults={"lr": 0.1})
+
+
+def test_model_repr_names_its_numbers() -> None:
+    text = repr(StabilityModel(_SPLIT))
+    assert text.startswith("StabilityModel(K=0.5, K_c/K=2.5, optimizer='sgd', edge=None")
+
+
+def test_rate_cache_overflow_keeps_the_values_of_the_call(monkeypatch) -> None:
+    # before: a call with more new (mu, K_ref) pairs than the cache holds cleared the cache,
+    # dropping the pairs found there at the start of the call -> KeyError
+    from advisor.stability import _layers
+
+    monkeypatch.setattr(_layers, "_RATE_CACHE_SIZE", 3)
+    model = StabilityModel(_SPLIT)
+    first = model.max_learning_rate(momentum=[0.1, 0.2], refresh_interval=2)
+    both = model.max_learning_rate(momentum=[0.1, 0.2, 0.3, 0.4], refresh_interval=2)
+    np.testing.assert_array_equal(both[:2], first)
+    fresh = StabilityModel(_SPLIT).max_learning_rate(momentum=[0.3, 0.4], refresh_interval=2)
+    np.testing.assert_array_equal(both[2:], fresh)
+
+
+def test_problem_must_be_a_bandit_problem() -> None:
+    # before: any object was stored and failed later inside the nonlinear check
+    with pytest.raises(TypeError, match="`problem` must be an advisor.bandit.BanditProblem"):
+        StabilityModel(_SPLIT, problem="reference")
+    with pytest.raises(TypeError, match="got dict"):
+        StabilityModel(_SPLIT, problem={"rewards": [0, 1]})
+
+
+@pytest.mark.parametrize(("lrs", "flags", "match"), [
+    ([0.01, float("nan"), 0.03], [0, 0, 1], r"`learning_rates` must be a finite number in "
+                                            r"\(0, inf\], got nan at index 1"),
+    ([-0.01, 0.02, 0.03], [0, 0, 1], "`learning_rates` must be a finite number"),
+    ([0.01, 0.02, 0.03], [0, float("nan"), 1], r"`unstable` must hold booleans \(or 0/1\)"),
+    ([0.01, 0.02, 0.03], ["no", "no", "yes"], r"`unstable` must hold booleans \(or 0/1\)"),
+    ([0.01, 0.02, 0.03], [0, 0, 2], r"`unstable` must hold booleans \(or 0/1\)"),
+])
+def test_edge_from_scan_rejects_ambiguous_input(lrs, flags, match) -> None:
+    # before: NaN rates were skipped with "Mean of empty slice" warnings, and NaN / "no" flags
+    # were read as True (unstable), moving the edge silently
+    with pytest.raises(ValueError, match=match):
+        EdgeEstimate.from_scan(lrs, flags, stiffness=1.0, samples_per_step=128,
+                               horizon_steps=150, optimizer="sgd")
+    edge = EdgeEstimate.from_scan([0.01, 0.02, 0.03], np.array([0, 0, 1]), stiffness=1.0,
+                                  samples_per_step=128, horizon_steps=150, optimizer="sgd")
+    assert (edge.low, edge.high) == (0.02, 0.03)

@@ -7,6 +7,7 @@ Conventions:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from advisor._validation import check_interval
 from advisor.bandit._kernel import FloatArray
 from advisor.dynamics import Regime
+from advisor.exceptions import AdvisorWarning
 
 
 _REGIMES = np.array([Regime.MONOTONE, Regime.OVERSHOOT, Regime.OSCILLATORY, Regime.DIVERGENT],
@@ -119,5 +121,31 @@ def classify(
     for name, x, hi in (("dead_zone", dead_zone, 1.0), ("tail_fraction", tail_fraction, 0.5),
                         ("tolerance", tolerance, 1.0)):
         check_interval(name, x, low=0.0, high=hi, low_closed=False)
-    out = _REGIMES[_codes(p, target, start, dead_zone, tail_fraction, tolerance)]
+    codes = _codes(p, target, start, dead_zone, tail_fraction, tolerance)
+    _warn_offset_plateau(p, target, start, codes, tolerance)
+    out = _REGIMES[codes]
     return out[0] if single else out
+
+
+def _warn_offset_plateau(p: FloatArray, p_star: FloatArray, p0: FloatArray,
+                         codes: npt.NDArray[np.int64], tolerance: float) -> None:
+    """Warn when a run called divergent has settled, flat, within tolerance of a wrong p*.
+
+    The rule calls a trajectory whose envelope stops decaying divergent; a converged run
+    compared with a rounded p* (0.8536 for 0.853553...) stops "decaying" at the offset.
+    """
+    n = p.shape[1]
+    last = p[:, 3 * n // 4:]
+    with np.errstate(invalid="ignore"):
+        offset = np.abs(last.mean(axis=1) - p_star)
+        flat = np.ptp(last, axis=1) <= 1e-3 * offset
+    suspect = (codes == 3) & np.isfinite(last).all(axis=1) & flat & (
+        offset <= tolerance * np.abs(p_star - p0))
+    if suspect.any():
+        i = int(np.flatnonzero(suspect)[0])
+        warnings.warn(
+            f"{int(suspect.sum())} trajectory(ies) called divergent settle flat at "
+            f"{last[i].mean():.6g}, {offset[i]:.2g} away from p_star={p_star[i]:.6g} (e.g. row "
+            f"{i}): the envelope cannot decay toward a p_star that is off. Pass the exact fixed "
+            "point (advisor.bandit.fixed_point(problem)[1] or BanditRun.p_star).",
+            AdvisorWarning, stacklevel=3)

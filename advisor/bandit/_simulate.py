@@ -71,6 +71,9 @@ def _configs(learning_rate: Any, momentum: Any, refresh_interval: Any, scheme: s
     except ValueError:
         raise ValueError("`learning_rate`, `momentum` and `refresh_interval` must broadcast to "
                          f"one length, got lengths {eta.size}, {mu.size}, {lag.size}.") from None
+    if eta.size == 0:
+        raise ValueError("`learning_rate` must hold at least one configuration, got an empty "
+                         "array.")
     return eta.copy(), mu.copy(), lag.astype(np.int64)
 
 

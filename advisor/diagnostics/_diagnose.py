@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from advisor._validation import check_int
+from advisor._validation import check_interval
 from advisor._validation import check_options
 from advisor.diagnostics._dynamics import _check_dynamics
 from advisor.diagnostics._dynamics import _check_noise_collapse
@@ -39,7 +41,7 @@ def _drop_consequences(findings: list[Finding]) -> list[Finding]:
                                         and f.steps[0] >= onset)]
 
 
-def _resolve_knobs(config: Any, source: Any) -> Any:
+def _resolve_knobs(config: Any, source: Any, defaults: Mapping[str, Any] | None = None) -> Any:
     from advisor.knobs import Knobs
     from advisor.knobs import knobs_from_config
     from advisor.knobs import knobs_from_params
@@ -53,7 +55,10 @@ def _resolve_knobs(config: Any, source: Any) -> Any:
     if isinstance(config, Mapping):
         from advisor.knobs import MODEL_KNOB_NAMES
 
-        return knobs_from_params({k: v for k, v in config.items() if k in MODEL_KNOB_NAMES})
+        # a dict names only some knobs: the model's defaults fill the rest (an SGD model reads
+        # a dict without `optim` as SGD, as StabilityModel.assess does)
+        return knobs_from_params({k: v for k, v in config.items() if k in MODEL_KNOB_NAMES},
+                                 defaults=defaults)
     return knobs_from_config(config)
 
 
@@ -105,7 +110,13 @@ def diagnose(
         'advantage_degeneracy'
     """
     check_options("nan_policy", nan_policy, ("raise", "omit"))
-    knobs = _resolve_knobs(config, source)
+    if model is not None and not callable(getattr(model, "assess", None)):
+        raise TypeError(f"`model` must be a StabilityModel (anything with .assess(params)) or "
+                        f"None, got {type(model).__name__}.")
+    max_reward = check_interval("max_reward", max_reward)
+    if total_steps is not None:
+        total_steps = check_int("total_steps", total_steps, low=1)
+    knobs = _resolve_knobs(config, source, getattr(model, "_defaults", None))
     if start_reward is None and isinstance(getattr(source, "start_reward", None), float):
         start_reward = source.start_reward  # a PilotResult measured it
     run, n_bad = _build_run(load_history(source), start_reward=start_reward,

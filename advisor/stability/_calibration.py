@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from advisor._validation import as_float_array
 from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor._validation import check_options
@@ -131,11 +132,16 @@ class EdgeEstimate:
             >>> round(float(edge.predict(samples_per_step=256)[0]), 3)
             0.2
         """
-        b = np.asarray(self.samples_per_step if samples_per_step is None else samples_per_step,
-                       float)
-        k = np.asarray(self.refresh_interval if refresh_interval is None else refresh_interval,
-                       float)
-        n = np.asarray(self.num_iterations if num_iterations is None else num_iterations, float)
+        b = as_float_array("samples_per_step", self.samples_per_step if samples_per_step is None
+                           else samples_per_step, low=0.0, low_closed=False)
+        k = as_float_array("refresh_interval", self.refresh_interval if refresh_interval is None
+                           else refresh_interval, low=1.0)
+        n = as_float_array("num_iterations", self.num_iterations if num_iterations is None
+                           else num_iterations, low=1.0)
+        for name, value in (("batch_exponent", batch_exponent),
+                            ("refresh_exponent", refresh_exponent)):
+            if value is not None:
+                check_interval(name, value, low=-2.0, high=2.0)
         lb, lk = np.log(b / self.samples_per_step), np.log(k / self.refresh_interval)
         ln = np.log(n / self.num_iterations)
         a_exp = self.batch_exponent if batch_exponent is None else batch_exponent
@@ -193,8 +199,14 @@ class EdgeEstimate:
             >>> edge.low, edge.high, round(edge.rate, 4)
             (0.014, 0.02, 0.0167)
         """
-        lr = np.asarray(learning_rates, float)
-        bad = np.asarray(unstable, bool)
+        lr = as_float_array("learning_rates", learning_rates, low=0.0, low_closed=False)
+        flags = np.asarray(unstable)
+        if flags.dtype.kind not in "biuf" or not np.all(np.isin(flags, (0, 1))):
+            raise ValueError("`unstable` must hold booleans (or 0/1), one per run, got "
+                             f"{unstable!r}." if flags.size <= 8 else
+                             "`unstable` must hold booleans (or 0/1), one per run, got other "
+                             "values (NaN, strings or numbers other than 0/1).")
+        bad = flags.astype(bool)
         if lr.ndim != 1 or lr.shape != bad.shape or lr.size < 2:
             raise ValueError("`learning_rates` and `unstable` must be 1-D of one length >= 2, "
                              f"got shapes {lr.shape} and {bad.shape}.")

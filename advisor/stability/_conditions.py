@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from advisor._validation import _numeric_array
+from advisor._validation import as_float_array
 from advisor._validation import check_options
 from advisor.exceptions import AdvisorWarning
 from advisor.stability._theory import FloatArray
@@ -30,10 +32,14 @@ class _StiffnessSummary:
     std_error: float | None
 
 
-def _optional_float(value: Any) -> float | None:
+def _optional_float(value: Any, name: str = "value") -> float | None:
     if value is None:
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a real number or None, got {type(value).__name__} "
+                        f"{value!r}.") from None
     return value if math.isfinite(value) else None
 
 
@@ -99,16 +105,34 @@ def condition_arrays(
     """
     check_options("refresh_scheme", refresh_scheme, ("piecewise", "sliding"))
     check_options("method", method, METHODS)
-    lr, mu, lag, samples, n_it = np.broadcast_arrays(
-        np.asarray(1.0 if learning_rate is None else learning_rate, float),
-        np.asarray(momentum, float), np.asarray(refresh_interval, float),
-        np.asarray(np.nan if samples_per_step is None else samples_per_step, float),
-        np.asarray(num_iterations, float))
+    columns = {
+        "learning_rate": 1.0 if learning_rate is None else as_float_array(
+            "learning_rate", learning_rate, low=0.0, low_closed=False),
+        "momentum": as_float_array("momentum", momentum, low=0.0, high=1.0, high_closed=False,
+                                   hint="Heavy-ball momentum mu = 1 never relaxes."),
+        # range checked by _check_conditions (scheme-dependent message)
+        "refresh_interval": _numeric_array("refresh_interval", refresh_interval,
+                                           "a real number or an array of them"),
+        "samples_per_step": np.nan if samples_per_step is None else as_float_array(
+            "samples_per_step", samples_per_step, low=0.0, low_closed=False,
+            hint="Completions per optimizer step; None uses the edge's."),
+        "num_iterations": as_float_array("num_iterations", num_iterations, low=1.0,
+                                         hint="TRL's num_iterations, an integer >= 1."),
+    }
+    n_it = columns["num_iterations"]
+    if np.any(n_it != np.round(n_it)):
+        bad = n_it[n_it != np.round(n_it)]
+        raise ValueError(f"`num_iterations` must be an integer >= 1, got {float(bad.flat[0])!r}.")
+    try:
+        lr, mu, lag, samples, n_it = np.broadcast_arrays(
+            *(np.asarray(v, float) for v in columns.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in columns.items())
+        raise ValueError(f"The condition arrays must broadcast to one shape, got {shapes}. "
+                         "Use numpy broadcasting shapes, e.g. (n, 1) against (m,).") from None
     shape = lr.shape
     lr, mu, lag, samples, n_it = (np.ascontiguousarray(v).ravel()
                                   for v in (lr, mu, lag, samples, n_it))
-    if not np.all(np.isfinite(lr) & (lr > 0)):
-        raise ValueError(f"`learning_rate` must be finite and > 0, got {learning_rate!r}.")
     _check_conditions(mu, lag, refresh_scheme, optimizer)
     return (shape, lr, mu, _integer_lag(lag, 4), None if samples_per_step is None else samples,
             n_it)
@@ -132,18 +156,21 @@ def knob_arrays(
         raise ValueError("`params` must contain 'learning_rate', got keys "
                          f"{sorted(params)!r}.")
     cols = {k: np.asarray(v) for k, v in params.items()}
-    n = int(np.prod(np.broadcast_shapes(*(c.shape for c in cols.values())) or (1,)))
+    try:
+        n = int(np.prod(np.broadcast_shapes(*(c.shape for c in cols.values())) or (1,)))
+    except ValueError:
+        shapes = ", ".join(f"{k} {c.shape}" for k, c in cols.items())
+        raise ValueError(f"`params` values must be scalars or 1-D arrays of one length, got "
+                         f"{shapes}.") from None
     cols = {k: np.broadcast_to(c, (n,)) if c.ndim <= 1 else c for k, c in cols.items()}
     if any(c.ndim != 1 for c in cols.values()):
         raise ValueError("`params` values must be scalars or 1-D arrays of one length.")
-    lr = np.asarray(cols.pop("learning_rate"), float)
-    bad = ~(np.isfinite(lr) & (lr > 0))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"`learning_rate` must be finite and > 0, got {float(lr[i])!r} at "
-                         f"index {i}.")
+    lr = as_float_array("learning_rate", cols.pop("learning_rate"), low=0.0, low_closed=False)
     mom = cols.pop("momentum", None)
-    mom = None if mom is None else np.asarray(mom, float)
+    if mom is not None:  # NaN (or None) marks rows without heavy-ball momentum (AdamW)
+        if mom.dtype.kind == "O":
+            mom = np.array([np.nan if v is None else v for v in mom], dtype=object)
+        mom = _numeric_array("momentum", mom, "a real number or an array of them (NaN: none)")
     key = np.zeros(n, np.int64)
     extra = [] if mom is None else [np.isfinite(mom)]
     for c in [*cols.values(), *extra]:

@@ -59,15 +59,22 @@ class _ModelLayers:
         defaults: Mapping[str, Any] | None = None,
         num_processes: int = 1,
     ) -> None:
-        k = _optional_float(getattr(estimate, "stiffness", None))
+        if estimate is None or not hasattr(estimate, "stiffness"):
+            raise TypeError(
+                f"`estimate` must be a StiffnessEstimate (from advisor.estimate_stiffness) or an "
+                f"object with .stiffness, .stiffness_current, .stiffness_sampler and "
+                f".std_error, got {type(estimate).__name__}.")
+        k = _optional_float(getattr(estimate, "stiffness", None), "estimate.stiffness")
         if k is None or k <= 0.0:
             raise ValueError(
                 f"`estimate.stiffness` must be a finite number > 0, got "
                 f"{getattr(estimate, 'stiffness', None)!r}. A non-positive stiffness means the "
                 "pilot did not relax to a plateau: rerun it longer or at a smaller learning rate."
             )
-        kc = _optional_float(getattr(estimate, "stiffness_current", None))
-        ko = _optional_float(getattr(estimate, "stiffness_sampler", None))
+        kc = _optional_float(getattr(estimate, "stiffness_current", None),
+                             "estimate.stiffness_current")
+        ko = _optional_float(getattr(estimate, "stiffness_sampler", None),
+                             "estimate.stiffness_sampler")
         if kc is None and ko is not None:
             kc = k - ko
         if kc is None:
@@ -75,9 +82,16 @@ class _ModelLayers:
                           "assumes a pure delay (K_c = 0), which can be 2-3x off for piecewise "
                           "refresh. Add a frozen-sampler pilot to measure K_c.",
                           AdvisorWarning, stacklevel=2)
-        se = _optional_float(getattr(estimate, "std_error", None))
+        se = _optional_float(getattr(estimate, "std_error", None), "estimate.std_error")
         if se is not None and se < 0:
             raise ValueError(f"`estimate.std_error` must be >= 0, got {se!r}.")
+        if problem is not None:
+            from advisor.bandit import BanditProblem
+
+            if not isinstance(problem, BanditProblem):
+                raise TypeError(f"`problem` must be an advisor.bandit.BanditProblem or None, got "
+                                f"{type(problem).__name__}. Build one with BanditProblem(...) "
+                                "or BanditProblem.reference().")
         if edge is not None and not isinstance(edge, EdgeEstimate):
             raise TypeError(f"`edge` must be an EdgeEstimate or None, got {type(edge).__name__}.")
         self.estimate = estimate
@@ -95,6 +109,10 @@ class _ModelLayers:
         self._sim_steps = check_int("simulation_steps", simulation_steps, low=100)
         self._horizon = None if horizon_steps is None else check_int(
             "horizon_steps", horizon_steps, low=1)
+        if defaults is not None:
+            from advisor.knobs import _check_names
+
+            _check_names(defaults, "defaults")
         self._defaults = dict(defaults) if defaults is not None else None
         self._num_processes = check_int("num_processes", num_processes, low=1)
         found = optimizer or getattr(estimate, "optimizer", None) or (
@@ -136,16 +154,21 @@ class _ModelLayers:
             pairs, pair_inv = np.unique(code, return_inverse=True)
             keys = [(scheme, float(mu_vals[c // lag_vals.size]), int(lag_vals[c % lag_vals.size]),
                      horizon) for c in pairs.tolist()]
-            todo = [i for i, key in enumerate(keys) if key not in self._rate_cache]
+            cache = self._rate_cache
+            found = {key: cache[key] for key in keys if key in cache}
+            todo = [i for i, key in enumerate(keys) if key not in found]
             if todo:
-                if len(self._rate_cache) + len(todo) > _RATE_CACHE_SIZE:
-                    self._rate_cache.clear()
                 a = critical_rate(np.array([keys[i][1] for i in todo]),
                                   np.array([keys[i][2] for i in todo], np.int64),
                                   current_fraction=self._rc, refresh_scheme=scheme,
                                   horizon_steps=horizon)
-                self._rate_cache.update(zip((keys[i] for i in todo), a.tolist(), strict=True))
-            rate = np.array([self._rate_cache[key] for key in keys])
+                new = dict(zip((keys[i] for i in todo), a.tolist(), strict=True))
+                found.update(new)
+                if len(cache) + len(new) > _RATE_CACHE_SIZE:
+                    cache.clear()  # (the values of this call are kept in `found`)
+                if len(new) <= _RATE_CACHE_SIZE:
+                    cache.update(new)
+            rate = np.array([found[key] for key in keys])
             return np.asarray(rate[pair_inv.ravel()] / self._k)
         # Table over u = -log(1 - mu) per distinct K_ref: log a* is smooth in u away from
         # parametric resonances (median interpolation error 2e-5, max 2%: tests bound it).

@@ -167,6 +167,28 @@ class StabilityModel(_ModelLayers):
         theory = np.where(b["checked"], lr < b["eta_t"], linear)
         return np.asarray(theory & (lr < b["eta_c"])).reshape(shape)
 
+    def __repr__(self) -> str:
+        split = f"{self._rc:.4g}" if self._split_measured else "unmeasured (pure delay)"
+        edge = "None" if self.edge is None else (
+            f"x*={self.edge.rate:.4g} at B={self.edge.samples_per_step:g}")
+        return (f"StabilityModel(K={self._k:.4g}, K_c/K={split}, optimizer={self.optimizer!r}, "
+                f"edge={edge}, problem={'None' if self.problem is None else 'bandit'}, "
+                f"horizon_steps={self._horizon})")
+
+    def _knobs(self, params: Mapping[str, Any]) -> Any:
+        """`advisor.knobs.Knobs` of one configuration (learning_rate required)."""
+        from advisor.knobs import knobs_from_params
+
+        if isinstance(params, Mapping) and "learning_rate" not in params and \
+                "learning_rate" not in (self._defaults or {}):
+            raise ValueError("`params` must contain 'learning_rate' (or the model's defaults "
+                             f"must), got keys {sorted(params)!r}. The verdict is about a "
+                             "learning rate; TRL's default 1e-6 is not assumed.")
+        knobs = knobs_from_params(params, defaults=self._defaults,
+                                  num_processes=self._num_processes)
+        self._check_optimizer(knobs.optimizer)
+        return knobs
+
     def assess(self, params: Mapping[str, Any]) -> Verdict:
         """Stability verdict for one configuration given by GRPOConfig-named knobs.
 
@@ -190,11 +212,7 @@ class StabilityModel(_ModelLayers):
             >>> v.stable, v.layer, v.regime.value
             (True, 'theory', 'monotone')
         """
-        from advisor.knobs import knobs_from_params
-
-        knobs = knobs_from_params(params, defaults=self._defaults,
-                                  num_processes=self._num_processes)
-        self._check_optimizer(knobs.optimizer)
+        knobs = self._knobs(params)
         lr, mu = np.array([knobs.learning_rate]), np.array([knobs.heavy_ball_momentum])
         lag = _integer_lag(np.array([knobs.refresh_interval]))
         samples = np.array([float(knobs.completions_per_step)])
@@ -331,11 +349,8 @@ class StabilityModel(_ModelLayers):
             >>> StabilityModel(est).max_refresh_interval({"learning_rate": 0.3, "momentum": 0.0})
             6.0
         """
-        from advisor.knobs import knobs_from_params
-
         limit = check_int("limit", limit, low=1)
-        kn = knobs_from_params(params, defaults=self._defaults, num_processes=self._num_processes)
-        self._check_optimizer(kn.optimizer)
+        kn = self._knobs(params)
         lag = np.arange(1, limit + 1)
         mu = np.full(limit, kn.heavy_ball_momentum)
         ev = self._evaluate(np.full(limit, kn.learning_rate), mu, lag,
