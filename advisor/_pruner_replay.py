@@ -91,6 +91,16 @@ class ReplayCache:
             self._entries[key] = entry  # now the most recently used
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+        try:
+            return self._reason(key, entry, steps, rewards, health, hsteps, n_hs)
+        except Exception:
+            with self._lock:  # a half-fed detector must not be reused
+                self._entries.pop(key, None)
+            raise
+
+    def _reason(self, key: Hashable, entry: _Entry, steps: np.ndarray, rewards: np.ndarray,
+                health: Mapping[str, Any] | None, hsteps: np.ndarray | None,
+                n_hs: int) -> str | None:
         # commit every row before the last reported step; the last step's rows stay provisional
         last = float(steps[-1])
         n_r = int(np.searchsorted(steps, last, side="left"))

@@ -59,21 +59,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
+import threading
 import warnings
+import weakref
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 from optuna.samplers import BaseSampler
+from optuna.samplers import BruteForceSampler
+from optuna.samplers import GridSampler
+from optuna.samplers import PartialFixedSampler
 from optuna.samplers import TPESampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
@@ -82,6 +85,29 @@ from scipy.special import ndtri
 
 from advisor._sampler_evidence import Evidence
 from advisor._sampler_evidence import edge_factor_sorted
+from advisor._sampler_rates import _column_of
+from advisor._sampler_rates import _crossing
+from advisor._sampler_rates import _declared_fraction
+from advisor._sampler_rates import _fastest
+from advisor._sampler_rates import _floor
+from advisor._sampler_rates import _fraction_of
+from advisor._sampler_rates import _loglog
+from advisor._sampler_rates import _map_fraction
+from advisor._sampler_rates import _on_grid
+from advisor._sampler_rates import _probit
+from advisor._sampler_rates import _Table
+from advisor._sampler_space import LR
+from advisor._sampler_space import _check_knob_names
+from advisor._sampler_space import _check_search_space
+from advisor._sampler_space import _discrete_values
+from advisor._sampler_space import _draw
+from advisor._sampler_space import _guide_grid
+from advisor._sampler_space import _is_knob
+from advisor._sampler_space import _json
+from advisor._sampler_space import _plain
+from advisor._sampler_space import _rate_range
+from advisor._sampler_space import _unit
+from advisor._sampler_view import _View
 from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor.exceptions import AdvisorWarning
@@ -94,9 +120,10 @@ if TYPE_CHECKING:
 
 __all__ = ["StableRegionSampler", "edge_factor"]
 
-LR = "learning_rate"
 FRACTION_KEY = "advisor:lr_fraction"
 _FRACTION_DIST = FloatDistribution(0.0, 1.0)
+_ZERO_DECADES = 1e-6  # a linear learning-rate range from 0 is modelled from 1e-6 x its top
+_MISSING = object()  # a knob absent from one of two parameter sets
 _PER_DECADE = 24  # grid points per decade of learning rate (1.1x apart); the model's cost is
 # per knob combination, not per row, so a fine grid is nearly free
 
@@ -132,24 +159,8 @@ def edge_factor(ratios: Sequence[float], collapsed: Sequence[bool], *,
     return edge_factor_sorted(r[order], y[order], prior)
 
 
-class _View(optuna.study.Study):
-    """The study as the base sampler sees it: ``learning_rate`` -> ``advisor:lr_fraction``."""
 
-    def __init__(self, study: Study, sampler: StableRegionSampler) -> None:
-        # Study.__init__ would query the storage; copy the state instead (as a bracket view does)
-        self.__dict__.update(object.__getattribute__(study, "__dict__"))
-        self._advisor_inner = study
-        self._advisor_sampler = sampler
 
-    def _get_trials(self, deepcopy: bool = True, states: Any = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
-        inner = self._advisor_inner._get_trials(deepcopy=False, states=states,
-                                                use_cache=use_cache)
-        return [self._advisor_sampler._rewrite(self._storage, t) for t in inner]
-
-    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
-        inner = self._advisor_inner.get_trials(deepcopy=False, states=states)
-        return [self._advisor_sampler._rewrite(self._storage, t) for t in inner]
 
 
 class StableRegionSampler(BaseSampler):
@@ -164,6 +175,24 @@ class StableRegionSampler(BaseSampler):
     (``margin``, ``p_stable``, ``regime``, ``damping_ratio``, ``time_constant``, ``plateau``,
     ``lr_max_model``, ``lr_upper``, ``edge_scale``, ``local_scale``, ``lr_fraction``,
     ``in_region``).
+
+    How it meets Optuna's features:
+
+    * The rate is placed for the knobs the trial holds when ``learning_rate`` is suggested
+      (the relative sample's values for knobs not suggested yet): a knob outside the relative
+      space (``momentum`` only under ``optim="sgd"``) or fixed by a wrapper
+      (``PartialFixedSampler``) bounds it as well. Knobs suggested after it, or missing from
+      ``search_space``, cannot: the trial's attributes are recorded again for the values it
+      ran with and an `AdvisorWarning` says so (suggest ``learning_rate`` last).
+    * ``GridSampler`` / ``BruteForceSampler`` as the base enumerate the other knobs; every
+      combination runs at its predicted-fastest stable rate (as a guided trial), and the study
+      stops when they are exhausted. A grid that holds ``learning_rate`` is an error.
+    * Enqueued or fixed rates run as given (``advisor:in_region`` tells whether they are
+      inside). An int or categorical ``learning_rate`` is not reparametrised: the base learns
+      on it, and a value above the cap moves to the largest value of the distribution under
+      it. A linear range may start at 0.
+    * Multi-objective studies, ask-and-tell, ``n_jobs`` threads, RDB storages, pickling
+      (caches are rebuilt from the storage) and one sampler for several studies are supported.
 
     Args:
         model: A `advisor.stability.StabilityModel` (anything with ``assess(params)`` returning a
@@ -279,11 +308,59 @@ class StableRegionSampler(BaseSampler):
         _check_knob_names("defaults", self._defaults)
         if self._space is not None:
             _check_search_space(self._space, self._defaults)
+        # GridSampler / BruteForceSampler enumerate the knobs; the learning rate is placed here
+        self._enumerating = isinstance(self._base, (GridSampler, BruteForceSampler))
+        grid = getattr(self._base, "_search_space", None) if isinstance(
+            self._base, GridSampler) else None
+        if isinstance(grid, Mapping) and LR in grid:
+            raise ValueError(
+                f"`base_sampler` must not be a GridSampler whose grid holds 'learning_rate', got "
+                f"learning_rate values {list(grid[LR])!r}. StableRegionSampler places the "
+                "learning rate inside the stable region for every grid point of the other knobs: "
+                "remove 'learning_rate' from the grid (or run GridSampler alone to evaluate "
+                "exactly those rates, stable or not).")
         self._rng = np.random.default_rng(seed)
-        self._cache: dict[tuple[int, int], Any] = {}
-        self._intersection: dict[int, IntersectionSearchSpace] = {}
         self._warned: set[str] = set()
-        self._evidence: dict[tuple[int, int], Evidence] = {}
+        self._new_caches()
+
+    def _new_caches(self) -> None:
+        """Caches per storage object (held weakly: a new storage, even at a recycled id, or
+        another study in it never sees another's entries). The storage is the truth: they are
+        dropped on pickling and rebuilt on use."""
+        self._lock = threading.Lock()
+        self._cache: weakref.WeakKeyDictionary[Any, dict[int, FrozenTrial]] = \
+            weakref.WeakKeyDictionary()
+        self._intersection: weakref.WeakKeyDictionary[
+            Any, dict[int, IntersectionSearchSpace]] = weakref.WeakKeyDictionary()
+        self._evidence: weakref.WeakKeyDictionary[Any, dict[int, Evidence]] = \
+            weakref.WeakKeyDictionary()
+        self._base_keys: dict[int, frozenset[str]] = {}  # trial id -> the base's own space
+        self._placed: dict[int, dict[str, Any]] = {}  # trial id -> knobs its rate was set for
+        self._deferred: dict[int, _Deferred] = {}  # trial id -> the relative placement of its rate
+        self._last_u: dict[int, float] = {}  # trial id -> its recorded stability coordinate
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Optuna users pickle samplers (and studies holding them): caches, locks and weak
+        # references stay behind; a loaded sampler rebuilds them from the storage
+        skip = {"_lock", "_cache", "_intersection", "_evidence", "_base_keys", "_placed",
+                "_deferred", "_last_u"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._new_caches()
+
+    def _per_storage(self, caches: weakref.WeakKeyDictionary[Any, dict[int, Any]],
+                     storage: Any) -> dict[int, Any] | None:
+        """``caches``'s dict for ``storage`` (None if it cannot be weakly referenced)."""
+        try:
+            with self._lock:
+                found = caches.get(storage)
+                if found is None:
+                    found = caches[storage] = {}
+                return found
+        except TypeError:  # not hashable or no weak references: no cache
+            return None
 
     # ---------------------------------------------------------------- hooks forwarded to the base
     def reseed_rng(self) -> None:
@@ -295,35 +372,62 @@ class StableRegionSampler(BaseSampler):
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        self._base.after_trial(_View(study, self), self._rewrite(None, trial), state, values)
+        # the trial as the user sees it (a base's constraints_func reads trial.params), except
+        # for an enumerating base, which files it in its grid of the knobs
+        seen = self._rewrite(None, trial) if self._enumerating else trial
+        self._base.after_trial(_View(study, self), seen, state, values)
+        with self._lock:
+            self._base_keys.pop(trial._trial_id, None)
+            self._deferred.pop(trial._trial_id, None)
+            self._last_u.pop(trial._trial_id, None)
+            placed = self._placed.pop(trial._trial_id, None)
         if LR not in trial.params:
-            self._warn_once("no-lr", f"Trial {trial.number} has no `learning_rate` parameter, so "
-                            "StableRegionSampler acted as its base sampler. Suggest "
-                            "`learning_rate` in the objective to sample inside the stable region.")
+            if state == TrialState.COMPLETE:  # a trial that failed early is no evidence
+                self._warn_once("no-lr", f"Trial {trial.number} has no `learning_rate` "
+                                "parameter, so StableRegionSampler acted as its base sampler. "
+                                "Suggest `learning_rate` in the objective to sample inside the "
+                                "stable region.")
             return
-        if "advisor:lr_max_model" not in trial.user_attrs:  # enqueued or fixed: record anyway
-            try:
-                knobs = self._knobs(trial.params)
-                table = self._table(study, knobs, trial.distributions[LR])
-                self._record(study, trial, table, float(trial.params[LR]), None)
-            except Exception as exc:  # never raise over one trial's data
-                self._warn_once(f"record:{exc}", f"could not record the prediction of trial "
-                                f"{trial.number} ({exc}); not warned again for this reason.")
+        try:
+            knobs = self._knobs(trial.params)
+            late = [] if placed is None else sorted(
+                k for k in set(knobs) | set(placed) if knobs.get(k, _MISSING) !=
+                placed.get(k, _MISSING))
+            if late:
+                self._warn_once("late-knobs", f"{late} of trial {trial.number} were not known "
+                                "when its learning rate was placed (suggested after "
+                                "`learning_rate`, or missing from `search_space`), so its bound "
+                                "used their defaults and the rate may lie outside the stable "
+                                "region; its advisor: attributes are recorded again for the "
+                                "values it ran with. Suggest `learning_rate` last and list every "
+                                "searched knob in `search_space` (not warned again).")
+            if late or "advisor:lr_max_model" not in trial.user_attrs:  # enqueued, fixed, late
+                dist = _rate_range(trial.distributions[LR], trial.params[LR])
+                if dist is not None:
+                    table = self._table(study, knobs, dist)
+                    self._record(study, trial, table, float(trial.params[LR]), None)
+        except Exception as exc:  # never raise over one trial's data
+            self._warn_once(f"record:{exc}", f"could not record the prediction of trial "
+                            f"{trial.number} ({exc}); not warned again for this reason.")
 
     def infer_relative_search_space(self, study: Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._enumerating:  # GridSampler / BruteForceSampler sample independently
+            return {}
         space = dict(self._base.infer_relative_search_space(_View(study, self), trial))
+        with self._lock:
+            self._base_keys[trial._trial_id] = frozenset(space)
         space.pop(FRACTION_KEY, None)
         if self._space is not None:
             space.update(self._space)
         else:
-            isp = self._intersection.setdefault(study._study_id,
-                                                IntersectionSearchSpace(include_pruned=True))
-            try:
-                inferred = isp.calculate(study)
-            except ValueError:  # a second study through the same sampler: start afresh
-                self._intersection[study._study_id] = IntersectionSearchSpace(include_pruned=True)
-                inferred = self._intersection[study._study_id].calculate(study)
+            per = self._per_storage(self._intersection, study._storage)
+            isp = None if per is None else per.get(study._study_id)
+            if isp is None:
+                isp = IntersectionSearchSpace(include_pruned=True)
+                if per is not None:
+                    per[study._study_id] = isp
+            inferred = isp.calculate(study)
             space.update({k: d for k, d in inferred.items() if _is_knob(k)})
         return space
 
@@ -332,27 +436,45 @@ class StableRegionSampler(BaseSampler):
         view = _View(study, self)
         lr_dist = search_space.get(LR)
         constrained = isinstance(lr_dist, FloatDistribution) and not lr_dist.single()
-        base_space = {k: d for k, d in search_space.items() if not (constrained and k == LR)}
-        if constrained:
+        with self._lock:
+            keys = self._base_keys.pop(trial._trial_id, None)
+        if keys is None:  # called without infer_relative_search_space (conformance tests)
+            keys = frozenset(self._base.infer_relative_search_space(view, trial))
+        # the base samples jointly only what it inferred itself (GPSampler and CmaEsSampler
+        # read every parameter of their space from every completed trial, so a knob that some
+        # trials lack, e.g. momentum only under optim="sgd", must not be forced on them); the
+        # rest of the space is drawn from its independent sampler, as Optuna would at suggest time
+        base_space = {k: d for k, d in search_space.items()
+                      if k in keys and not (constrained and k == LR)}
+        if constrained and FRACTION_KEY in keys:
             base_space[FRACTION_KEY] = _FRACTION_DIST
         params = dict(self._base.sample_relative(view, trial, base_space))
         # start-up phase: the base returned nothing; fill with its own independent draws (what
         # Optuna would do at suggest time), so the map below sees every knob
         startup = FRACTION_KEY not in params
-        for name, dist in base_space.items():
+        wanted = {k: d for k, d in search_space.items() if not (constrained and k == LR)}
+        if constrained:
+            wanted[FRACTION_KEY] = _FRACTION_DIST
+        for name, dist in wanted.items():
             if name not in params:
                 params[name] = self._base.sample_independent(view, trial, name, dist)
         if not constrained:
+            if LR in params and isinstance(lr_dist, (IntDistribution, CategoricalDistribution)):
+                params[LR] = self._discrete_rate(study, trial, lr_dist, params[LR], params)
             return params
         assert isinstance(lr_dist, FloatDistribution)
         u = float(params.pop(FRACTION_KEY))
         # values fixed by enqueue_trial win over any proposal: place the rate for them
         fixed = {k: v for k, v in (trial.system_attrs.get("fixed_params") or {}).items()
                  if k in search_space}
+        if isinstance(self._base, PartialFixedSampler):  # its fixed values win as well
+            held = getattr(self._base, "_fixed_params", None) or {}
+            fixed.update({k: v for k, v in held.items() if k in search_space and k not in fixed})
         params.update({k: v for k, v in fixed.items() if k != LR})
         if trial.number < self._n_guided and not fixed:
             try:
-                return self._guide(study, trial, params, search_space, lr_dist)
+                return self._defer(trial, self._guide(study, trial, params, search_space,
+                                                      lr_dist), lr_dist)
             except Exception as exc:  # never raise over one trial's data
                 self._warn(f"could not pick the predicted-fastest configuration for trial "
                            f"{trial.number} ({exc}); the base sampler's proposal is used.")
@@ -364,14 +486,42 @@ class StableRegionSampler(BaseSampler):
         except Exception as exc:  # never raise over one trial's data
             self._warn_model_failure(trial.number, exc)
             params[LR] = self._base.sample_independent(view, trial, LR, lr_dist)
-        return params
+            return params
+        return self._defer(trial, params, lr_dist)
+
+    def _defer(self, trial: FrozenTrial, params: dict[str, Any],
+               lr_dist: FloatDistribution) -> dict[str, Any]:
+        """Hold the placed rate back from the relative sample: it is handed out when the
+        objective suggests ``learning_rate``, and placed again if the knobs the trial then
+        holds differ from those it was placed for (a knob outside the relative space, e.g.
+        ``momentum`` only under ``optim="sgd"``, or one a wrapper such as
+        ``PartialFixedSampler`` fixes)."""
+        with self._lock:
+            self._deferred[trial._trial_id] = _Deferred(
+                params=dict(params), knobs=self._knobs(params), lr=float(params[LR]),
+                dist=lr_dist, u=float(self._last_u.pop(trial._trial_id, math.nan)))
+        return {k: v for k, v in params.items() if k != LR}
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         view = _View(study, self)
-        if param_name != LR or not isinstance(param_distribution, FloatDistribution):
-            return self._base.sample_independent(view, trial, param_name, param_distribution)
-        u = float(self._base.sample_independent(view, trial, FRACTION_KEY, _FRACTION_DIST))
+        if param_name != LR:
+            # an enumerating base walks its grid over the knobs only (the view drops the rate)
+            seen = self._rewrite(None, trial) if self._enumerating else trial
+            return self._base.sample_independent(view, seen, param_name, param_distribution)
+        if not isinstance(param_distribution, FloatDistribution):
+            value = self._base.sample_independent(view, trial, param_name, param_distribution)
+            return self._discrete_rate(study, trial, param_distribution, value, trial.params)
+        dist = param_distribution
+        with self._lock:
+            held = self._deferred.pop(trial._trial_id, None)
+        if held is not None:
+            return self._deferred_rate(study, trial, dist, held)
+        # GridSampler / BruteForceSampler cannot propose the coordinate: the rate of each
+        # enumerated knob combination is its predicted-fastest stable rate (as a guided trial)
+        fastest = self._enumerating or trial.number < self._n_guided
+        u = None if self._enumerating else float(
+            self._base.sample_independent(view, trial, FRACTION_KEY, _FRACTION_DIST))
         try:
             knobs = self._knobs(trial.params)
             missing = sorted(k for k in (self._space or {}) if k != LR and k not in knobs)
@@ -379,23 +529,85 @@ class StableRegionSampler(BaseSampler):
                 self._warn(f"{missing} not suggested before `learning_rate` in trial "
                            f"{trial.number}; the bound uses their defaults. Suggest "
                            "`learning_rate` last or pass `search_space=`.")
-            table = self._table(study, knobs, param_distribution)
-            upper = table.upper
-            if upper < param_distribution.low:
+            table = self._table(study, knobs, dist)
+            stable = table.upper >= dist.low
+            if not stable:
                 self._warn(f"no stable learning rate in range for trial {trial.number}; "
                            "using the lowest one. Pass `search_space=` so the sampler can "
                            "move the other knobs too.")
-                upper = param_distribution.low
-            lr = _map_fraction(u, param_distribution, upper, table.lower)
-            if trial.number < self._n_guided and table.upper >= param_distribution.low:
-                lr = _fastest(table, param_distribution)[1]
-                u = _fraction_of(lr, param_distribution, table.upper, table.lower)
-                study._storage.set_trial_user_attr(trial._trial_id, "advisor:guided", True)
+            if fastest and stable:
+                lr = _on_grid(_fastest(table, dist)[1], dist)
+                u = _fraction_of(lr, dist, table.upper, table.lower)
+                if not self._enumerating:
+                    study._storage.set_trial_user_attr(trial._trial_id, "advisor:guided", True)
+            else:
+                u = 0.0 if u is None else u
+                lr = _map_fraction(u, dist, max(table.upper, dist.low), table.lower)
             self._record(study, trial, table, lr, u)
+            with self._lock:
+                self._placed[trial._trial_id] = knobs
             return lr
         except Exception as exc:
             self._warn_model_failure(trial.number, exc)
-            return self._base.sample_independent(view, trial, param_name, param_distribution)
+            if self._enumerating:  # the base cannot propose a rate: uniform in the range
+                return _map_fraction(float(self._rng.random()), dist, dist.high)
+            return self._base.sample_independent(view, trial, param_name, dist)
+
+    def _deferred_rate(self, study: Study, trial: FrozenTrial, dist: FloatDistribution,
+                       held: _Deferred) -> float:
+        """The rate placed in `sample_relative`, or, if the trial's knobs (suggested ones, the
+        relative sample for the rest) differ from those it was placed for, the same stability
+        coordinate placed again for them (see `_defer`)."""
+        knobs = self._knobs({**held.params, **trial.params})
+        if knobs == held.knobs and dist._contains(dist.to_internal_repr(held.lr)):
+            return held.lr
+        try:
+            table = self._table(study, knobs, dist)
+            if table.upper < dist.low:
+                self._warn(f"no stable learning rate in range for the knobs of trial "
+                           f"{trial.number}; using the lowest one.")
+            u = held.u if 0.0 <= held.u <= 1.0 else 0.0
+            lr = _map_fraction(u, dist, max(table.upper, dist.low), table.lower)
+            self._record(study, trial, table, lr, u)
+            with self._lock:
+                self._placed[trial._trial_id] = knobs
+            return lr
+        except Exception as exc:  # never raise over one trial's data
+            self._warn_model_failure(trial.number, exc)
+            return float(min(max(held.lr, dist.low), dist.high))
+
+    def _discrete_rate(self, study: Study, trial: FrozenTrial, dist: BaseDistribution,
+                       value: Any, params: Mapping[str, Any]) -> Any:
+        """An int or categorical learning rate (not reparametrised: the base learns on it): the
+        base's value if it is under the cap, else the largest value of the distribution that
+        is (recorded, like any trial's, in the ``advisor:`` attributes)."""
+        try:
+            rng = _rate_range(dist, value)
+            if rng is None:
+                self._warn_once("rate-values", f"`learning_rate` must take numbers >= 0 to be "
+                                f"kept inside the stable region, got {dist}; it is not "
+                                "constrained (not warned again). Use trial.suggest_float("
+                                "'learning_rate', low, high, log=True).")
+                return value
+            knobs = self._knobs(params)
+            table = self._table(study, knobs, rng)
+            cap = table.upper * (1 + 1e-9)
+            if float(value) > cap:
+                values = _discrete_values(dist, cap)
+                below = [v for v in values if float(v) <= cap]
+                if below:
+                    value = max(below, key=float)
+                else:
+                    self._warn(f"no stable learning rate among the values of {dist} for trial "
+                               f"{trial.number}; the lowest one runs and is marked "
+                               "advisor:in_region=False.")
+                    value = min(values, key=float)
+            self._record(study, trial, table, float(value), None)
+            with self._lock:
+                self._placed[trial._trial_id] = knobs
+        except Exception as exc:  # never raise over one trial's data
+            self._warn_model_failure(trial.number, exc)
+        return value
 
     # ------------------------------------------------------------------------------- internals
     def _place(self, study: Study, trial: FrozenTrial, params: dict[str, Any],
@@ -406,6 +618,8 @@ class StableRegionSampler(BaseSampler):
         if fixed and LR in fixed:  # enqueued rate: record its prediction, as after_trial does
             self._record(study, trial, table, float(fixed[LR]), None)
             params[LR] = float(fixed[LR])
+            with self._lock:
+                self._placed[trial._trial_id] = self._knobs(params)
             return params
         if table.upper < lr_dist.low and not fixed:
             params = self._repair(params, space, lr_dist, trial.number, table.scale, ev)
@@ -414,6 +628,8 @@ class StableRegionSampler(BaseSampler):
         lr = _map_fraction(u, lr_dist, max(table.upper, lr_dist.low), table.lower)
         self._record(study, trial, table, lr, u)
         params[LR] = lr
+        with self._lock:
+            self._placed[trial._trial_id] = self._knobs(params)
         return params
 
     def predicted_fastest(self, study: Study, search_space: Mapping[str, BaseDistribution],
@@ -459,16 +675,22 @@ class StableRegionSampler(BaseSampler):
         names = [k for k in search_space if k != LR and _is_knob(k)]
         ranked: list[tuple[float, int, dict[str, Any], float]] = []
         ev = self._refresh(study)
+        failure: Exception | None = None
         for i, combo in enumerate(_guide_grid({k: search_space[k] for k in names})):
-            table = self._table(study, self._knobs(combo), lr_dist, ev=ev)
+            try:  # a combination the model rejects (e.g. optim="adamw" for an SGD model)
+                table = self._table(study, self._knobs(combo), lr_dist, ev=ev)
+            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                failure = exc
+                continue
             if table.upper < lr_dist.low:
                 continue
             rate, lr = _fastest(table, lr_dist)
             if math.isfinite(rate):
-                ranked.append((-rate, i, combo, lr))
+                ranked.append((-rate, i, combo, _on_grid(lr, lr_dist)))
         if not ranked:
+            why = f" (the model failed: {failure})" if failure is not None else ""
             raise ValueError("`search_space` must hold a knob combination with a stable "
-                             "learning rate in range, got none on the guide grid. Lower "
+                             f"learning rate in range, got none on the guide grid{why}. Lower "
                              "`safety_margin`, raise `alpha` or lower the learning-rate bound.")
         ranked.sort(key=lambda r: (r[0], r[1]))
         _, _, combo, lr = ranked[min(rank, len(ranked) - 1)]
@@ -484,6 +706,8 @@ class StableRegionSampler(BaseSampler):
         u = _fraction_of(best[LR], lr_dist, table.upper, table.lower)
         self._record(study, trial, table, best[LR], u)
         study._storage.set_trial_user_attr(trial._trial_id, "advisor:guided", True)
+        with self._lock:
+            self._placed[trial._trial_id] = self._knobs(out)
         return out
 
     def _knobs(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -526,10 +750,13 @@ class StableRegionSampler(BaseSampler):
         local = None if ev is None or self._radius is None else \
             ev.local_scale(knobs, self._radius, self._margin)
         lo, hi = lr_dist.low, lr_dist.high
+        if not hi > 0:
+            raise ValueError(f"the learning-rate range must hold positive rates, got {lr_dist}")
+        g_lo = lo if lo > 0 else hi * _ZERO_DECADES  # a linear range from 0: a log grid below
         vectorised = callable(getattr(self._model, "assess_many", None))
         per_decade = _PER_DECADE if vectorised else 2  # a loop over assess() is slow
-        n = max(3, int(math.ceil(per_decade * math.log10(hi / lo))) + 1)
-        grid = np.geomspace(lo, hi, n)
+        n = max(3, int(math.ceil(per_decade * math.log10(hi / g_lo))) + 1)
+        grid = np.geomspace(g_lo, hi, n)
         out = self._query(knobs, np.concatenate([grid / s, grid]), details=True)
         top = float(out["max_learning_rate"][0])
         if not (math.isfinite(top) and top > 0):  # min() below would silently drop a NaN
@@ -561,34 +788,40 @@ class StableRegionSampler(BaseSampler):
         """
         if not self._online:
             return None
-        key = (id(study._storage), study._study_id)
-        ev = self._evidence.get(key)
+        per = self._per_storage(self._evidence, study._storage)
+        ev = None if per is None else per.get(study._study_id)
         if ev is None or not ev.matches(study._storage):
-            ev = self._evidence[key] = Evidence(storage=study._storage,
-                                                study_id=study._study_id, space=self._space)
+            ev = Evidence(storage=study._storage, study_id=study._study_id, space=self._space)
+            if per is not None:
+                per[study._study_id] = ev
         ev.refresh(study)
         return ev
 
     def _rewrite(self, storage: Any, t: FrozenTrial) -> FrozenTrial:
         if LR not in t.params:
             return t
-        key = (id(storage), t._trial_id)
-        if key in self._cache:
-            return self._cache[key]
+        if not (self._enumerating or isinstance(t.distributions.get(LR), FloatDistribution)):
+            return t  # an int or categorical rate is not reparametrised: the base learns on it
+        cache = None if storage is None else self._per_storage(self._cache, storage)
+        found = None if cache is None else cache.get(t._trial_id)
+        if found is not None:
+            return found
         u = t.user_attrs.get(FRACTION_KEY)
         params = {k: v for k, v in t.params.items() if k != LR}
         dists = {k: v for k, v in t.distributions.items() if k != LR}
-        if not (isinstance(u, (int, float)) and 0.0 <= u <= 1.0):
+        if self._enumerating:  # the grid holds the knobs only; the rate is placed here
+            u = -1.0
+        elif not (isinstance(u, (int, float)) and 0.0 <= u <= 1.0):
             # no recorded coordinate (the model failed, or the rate was enqueued/fixed): its
             # place in the declared range, so every trial with a rate has the coordinate
             # (samplers such as GPSampler read it from every completed trial)
             u = _declared_fraction(t.params[LR], t.distributions.get(LR))
-        if u is not None:
+        if u is not None and 0.0 <= u <= 1.0:
             params[FRACTION_KEY], dists[FRACTION_KEY] = float(u), _FRACTION_DIST
         new = copy.copy(t)
         new.params, new.distributions = params, dists
-        if storage is not None and t.state.is_finished():
-            self._cache[key] = new
+        if cache is not None and t.state.is_finished():
+            cache[t._trial_id] = new
         return new
 
     def _repair(self, params: dict[str, Any], space: Mapping[str, BaseDistribution],
@@ -631,7 +864,7 @@ class StableRegionSampler(BaseSampler):
         """Store the prediction at ``lr`` (interpolated on the table's grid: probit-linear for
         P(stable), log-log for damping ratio and time constant, regime of the grid point at or
         below ``lr``) as ``advisor:`` user attributes."""
-        x, lg = math.log(lr), np.log(table.grid)
+        x, lg = math.log(max(lr, float(table.grid[0]))), np.log(table.grid)
         i = int(np.clip(np.searchsorted(table.grid, lr, side="right") - 1, 0, lg.size - 1))
         regime = table.regime[i]
         attrs = {
@@ -639,7 +872,7 @@ class StableRegionSampler(BaseSampler):
             "advisor:edge_scale": table.scale, "advisor:local_scale": table.local,
             "advisor:lr_upper": table.upper,
             "advisor:margin": math.log(min(table.scale, table.local or math.inf)
-                                       * table.top / lr),
+                                       * table.top / lr) if lr > 0 else math.inf,
             "advisor:p_stable": float(ndtr(np.interp(x, lg, _probit(table.probability)))),
             "advisor:damping_ratio": _loglog(x, lg, table.zeta),
             "advisor:time_constant": _loglog(x, lg, table.time_constant),
@@ -649,6 +882,8 @@ class StableRegionSampler(BaseSampler):
         }
         if u is not None:
             attrs[FRACTION_KEY] = u
+            with self._lock:
+                self._last_u[trial._trial_id] = u
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, _json(value))
 
@@ -667,228 +902,58 @@ class StableRegionSampler(BaseSampler):
 
 
 # ----------------------------------------------------------------------------------- helpers
-def _is_knob(name: str) -> bool:
-    from advisor.knobs import KNOB_NAMES
-
-    return name in KNOB_NAMES or name == "momentum"
 
 
-def _check_knob_names(arg: str, names: Mapping[str, Any]) -> None:
-    from advisor.knobs import KNOB_NAMES
-
-    for name in names:
-        if not _is_knob(name):
-            close = difflib.get_close_matches(name, sorted(KNOB_NAMES), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"`{arg}` must use trl.GRPOConfig field names (or 'momentum'), got "
-                             f"unknown knob {name!r}.{hint}")
 
 
-def _check_search_space(space: Mapping[str, BaseDistribution],
-                        defaults: Mapping[str, Any]) -> None:
-    _check_knob_names("search_space", space)
-    lr = space.get(LR)
-    if lr is None:
-        raise ValueError(f"`search_space` must contain 'learning_rate', got keys "
-                         f"{sorted(space)}. The sampler constrains the learning rate; add "
-                         "FloatDistribution(low, high, log=True) for it.")
-    if not isinstance(lr, FloatDistribution) or lr.low <= 0:
-        raise ValueError(f"`search_space['learning_rate']` must be a FloatDistribution with "
-                         f"low > 0, got {lr!r}.")
-    for name, dist in space.items():
-        if not isinstance(dist, BaseDistribution):
-            raise TypeError(f"`search_space[{name!r}]` must be an optuna distribution, got "
-                            f"{type(dist).__name__}.")
-    from advisor.knobs import knobs_from_params
-
-    corner = {k: (d.low if not isinstance(d, CategoricalDistribution) else d.choices[0])
-              for k, d in space.items()}
-    knobs_from_params({k: v for k, v in corner.items()}, defaults=defaults)  # raises if clashing
 
 
 @dataclasses.dataclass(frozen=True)
-class _Table:
-    """The model's view of one knob combination over the declared learning-rate range."""
+class _Deferred:
+    """A rate placed in `sample_relative`, handed out when ``learning_rate`` is suggested."""
 
-    top: float  # model edge eta_max
-    scale: float  # online edge factor s (global)
-    local: float | None  # local edge factor of the knobs' neighbourhood (None: no collapse)
-    upper: float  # sampling cap
-    lower: float  # lowest rate worth sampling (time-constant floor; the declared low otherwise)
-    grid: np.ndarray  # learning rates, shape (n,)
-    probability: np.ndarray  # P(stable) at grid / s
-    zeta: np.ndarray
-    time_constant: np.ndarray
-    regime: np.ndarray
+    params: dict[str, Any]  # the relative sample it was placed with (knobs and rate)
+    knobs: dict[str, Any]  # the knobs the model saw
+    lr: float
+    dist: FloatDistribution
+    u: float  # its stability coordinate (NaN if none was recorded)
 
 
-def _probit(p: np.ndarray) -> np.ndarray:
-    return ndtri(np.clip(np.asarray(p, dtype=float), 1e-300, 1.0))
 
 
-def _loglog(x: float, lg: np.ndarray, y: np.ndarray) -> float | None:
-    """Interpolate log y against log lr (exact for power laws such as zeta ~ eta^-1/2)."""
-    ok = np.isfinite(y) & (y > 0)
-    if ok.sum() < 2:
-        return None
-    return float(np.exp(np.interp(x, lg[ok], np.log(y[ok]))))
 
 
-def _column_of(value: Any, n: int) -> np.ndarray:
-    return np.full(n, value, dtype=object if isinstance(value, str) else None)
 
 
-def _crossing(grid: np.ndarray, f: np.ndarray) -> float:
-    """Largest x on the log grid before ``f`` first turns negative (log-linear interpolation)."""
-    bad = np.flatnonzero(~(f >= 0))
-    if bad.size == 0:
-        return float(grid[-1])
-    i = int(bad[0])
-    if i == 0:
-        return 0.0
-    f0, f1 = float(f[i - 1]), float(f[i])
-    w = f0 / (f0 - f1) if np.isfinite(f1) and f0 != f1 else 0.0
-    return float(np.exp(np.log(grid[i - 1]) + w * (np.log(grid[i]) - np.log(grid[i - 1]))))
 
 
-def _floor(grid: np.ndarray, tau: np.ndarray, tau_max: float, upper: float) -> float:
-    """Smallest stable lr (<= upper) whose time constant is <= tau_max (log interpolation).
-
-    tau falls with lr and rises again near the edge, so only the stable part is scanned; if no
-    stable rate is fast enough (e.g. heavy momentum: tau >= 2 / (1 - mu)), there is no floor.
-    """
-    keep = grid <= upper
-    g = grid[keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slow = np.log(tau[keep]) - math.log(tau_max)
-    fast = np.flatnonzero(slow <= 0)
-    if fast.size == 0:
-        return float(grid[0])
-    i = int(fast[0])
-    if i == 0 or not np.isfinite(slow[i - 1]):
-        return float(g[i])
-    w = slow[i - 1] / (slow[i - 1] - slow[i])
-    return float(np.exp(np.log(g[i - 1]) + w * (np.log(g[i]) - np.log(g[i - 1]))))
 
 
-_GUIDE_LEVELS = 5  # levels per numeric knob on the guide grid
-_GUIDE_MAX = 512  # most knob combinations the guide evaluates (one model call each)
 
 
-def _guide_grid(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
-    """Every categorical choice and up to ``_GUIDE_LEVELS`` levels (ends included, log-spaced
-    for log distributions) per numeric knob; a product larger than ``_GUIDE_MAX`` is thinned
-    to an evenly spaced subset (deterministic)."""
-    import itertools
-
-    levels: dict[str, list[Any]] = {}
-    for name, dist in space.items():
-        if isinstance(dist, CategoricalDistribution):
-            levels[name] = list(dist.choices)
-            continue
-        lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
-        x = np.geomspace(lo, hi, _GUIDE_LEVELS) if dist.log and lo > 0 else \
-            np.linspace(lo, hi, _GUIDE_LEVELS)  # type: ignore[attr-defined]
-        step = getattr(dist, "step", None) or (1 if isinstance(dist, IntDistribution) else None)
-        if step is not None:
-            x = np.clip(lo + np.round((x - lo) / step) * step, lo, hi)
-        vals = [int(v) if isinstance(dist, IntDistribution) else float(v) for v in x]
-        levels[name] = list(dict.fromkeys(vals))
-    combos = [dict(zip(levels, c, strict=True)) for c in itertools.product(*levels.values())]
-    if len(combos) > _GUIDE_MAX:
-        idx = np.unique(np.linspace(0, len(combos) - 1, _GUIDE_MAX).round().astype(int))
-        combos = [combos[i] for i in idx]
-    return combos
 
 
-def _fastest(table: _Table, dist: FloatDistribution) -> tuple[float, float]:
-    """(highest predicted rate 1/tau, its learning rate) over the grid points up to the cap and
-    the cap itself; ties go to the larger learning rate."""
-    hi = min(dist.high, table.upper)
-    lrs = np.append(table.grid[table.grid <= hi], hi)
-    lg = np.log(table.grid)
-    taus = np.array([_loglog(math.log(x), lg, table.time_constant) or math.nan for x in lrs])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(np.isfinite(taus) & (taus > 0), 1.0 / taus, -np.inf)
-    if not np.isfinite(rate).any():
-        return -math.inf, float(hi)
-    best = np.flatnonzero(rate >= rate.max() * (1 - 1e-9))
-    return float(rate.max()), float(lrs[best[-1]])
 
 
-def _fraction_of(lr: float, dist: FloatDistribution, upper: float, lower: float) -> float:
-    """Inverse of `_map_fraction`: the stability coordinate that maps to ``lr``."""
-    hi = min(dist.high, max(upper, dist.low))
-    lo = min(max(lower, dist.low), hi)
-    if hi <= lo:
-        return 1.0
-    if dist.log:
-        u = (math.log(lr) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    else:
-        u = (lr - lo) / (hi - lo)
-    return float(min(max(u, 0.0), 1.0))
 
 
-def _declared_fraction(lr: Any, dist: BaseDistribution | None) -> float | None:
-    """Where ``lr`` sits in its declared range, in [0, 1] (log scale for a log distribution)."""
-    if not isinstance(dist, FloatDistribution) or dist.single():
-        return None
-    try:
-        x = float(lr)
-        if dist.log:
-            u = math.log(x / dist.low) / math.log(dist.high / dist.low)
-        else:
-            u = (x - dist.low) / (dist.high - dist.low)
-    except (TypeError, ValueError, ArithmeticError):
-        return None
-    return u if 0.0 <= u <= 1.0 else None
 
 
-def _map_fraction(u: float, dist: FloatDistribution, upper: float,
-                  lower: float | None = None) -> float:
-    hi = min(dist.high, max(upper, dist.low))
-    lo = dist.low if lower is None else min(max(lower, dist.low), hi)
-    u = min(max(u, 0.0), 1.0)
-    if dist.log:
-        value = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-    else:
-        value = lo + u * (hi - lo)
-    if dist.step is not None:
-        value = lo + math.floor((value - lo) / dist.step + 1e-9) * dist.step
-    return float(min(max(value, lo), hi))
 
 
-def _draw(dist: BaseDistribution, rng: np.random.Generator, n: int) -> list[Any]:
-    if isinstance(dist, CategoricalDistribution):
-        return [dist.choices[i] for i in rng.integers(0, len(dist.choices), n)]
-    lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
-    x = np.exp(rng.uniform(np.log(lo), np.log(hi), n)) if dist.log else rng.uniform(lo, hi, n)  # type: ignore[attr-defined]
-    step = getattr(dist, "step", None)
-    if isinstance(dist, IntDistribution):
-        step = step or 1
-    if step is not None:
-        x = np.clip(lo + np.round((x - lo) / step) * step, lo, hi)
-    if isinstance(dist, IntDistribution):
-        return [int(v) for v in x]
-    return [float(v) for v in x]
 
 
-def _unit(dist: BaseDistribution, values: Sequence[Any]) -> np.ndarray:
-    if isinstance(dist, CategoricalDistribution):
-        return np.array([float(dist.to_internal_repr(v)) for v in values])  # distance 0 or >= 1
-    lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
-    x = np.asarray(values, dtype=float)
-    if dist.log:  # type: ignore[attr-defined]
-        lo, hi, x = math.log(lo), math.log(hi), np.log(x)
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
-def _json(value: Any) -> Any:
-    value = _plain(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+
+
+
+
+
+
+
+
+
+

@@ -346,3 +346,82 @@ def test_failed_heavy_ball_fit_falls_back(monkeypatch: pytest.MonkeyPatch) -> No
     fit = _fit({"momentum": 0.9}, np.arange(31.0), y, None)
     assert calls == [("heavy_ball",), ("exponential", "oscillator")]
     assert fit.model in ("exponential", "oscillator")
+
+
+# ------------------------------------------------------------------------------ user scenarios
+@pytest.mark.parametrize("every", [1, 10])
+def test_trial_identical_to_the_best_is_not_pruned_under_the_mean_statistic(every: int) -> None:
+    # the future mean came from 16 evenly spaced band points including both ends: 0.004 too
+    # low on this curve, so the best trial's own twin was pruned at the end of the warm-up
+    n = 400
+    t = np.arange(0, n, every)
+    ref = 0.9 - 0.5 * np.exp(-t / 80.0)
+    study = optuna.create_study(direction="maximize", pruner=TrajectoryPruner(
+        n_warmup_steps=50, n_steps=n - every, statistic="mean", interval_steps=1))
+    study.add_trial(optuna.create_trial(value=float(ref.mean()), intermediate_values={
+        int(s): float(v) for s, v in zip(t, ref, strict=True)}))
+    trial = study.ask()
+    for s, v in zip(t, ref, strict=True):
+        trial.report(float(v), int(s))
+        assert not trial.should_prune(), (s, study.trials[-1].user_attrs)
+
+
+@pytest.mark.parametrize(("steps", "horizon"), [
+    (np.arange(51.0), 399), (np.arange(0.0, 60.0, 10.0), 2000), (np.arange(5.0), 70),
+    (np.arange(0.0, 300.0, 3.0), 3000)])
+def test_future_report_mean_matches_the_sum_over_reports(steps: np.ndarray,
+                                                         horizon: int) -> None:
+    from advisor.pruner import _future_reports
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return 0.9 - 0.5 * np.exp(-np.asarray(x) / 80.0)
+
+    points, weights, n = _future_reports(steps, horizon)
+    h = (steps[-1] - steps[0]) / (steps.size - 1)
+    exact = f(steps[-1] + h * np.arange(1, n + 1)).mean()  # oracle: every future report
+    assert n == int((horizon - steps[-1]) // h)
+    assert float(np.dot(weights, f(points))) == pytest.approx(exact, rel=1e-6)
+
+
+def test_overflowing_rewards_warn_instead_of_raising() -> None:
+    study = optuna.create_study(direction="maximize", pruner=TrajectoryPruner(
+        n_warmup_steps=2, n_steps=20, interval_steps=1))
+    study.add_trial(optuna.create_trial(value=1.0, intermediate_values={
+        s: 1.0 for s in range(21)}))
+    trial = study.ask()
+    with pytest.warns(AdvisorWarning, match="could not apply the instability rule"):
+        for s in range(10):
+            trial.report(1e308 * (s % 2), s)  # OverflowError in the rule's window sums
+            trial.should_prune()
+
+
+def test_multi_objective_study_is_never_pruned() -> None:
+    # Optuna refuses Trial.report here; called directly the pruner must not raise either
+    pruner = TrajectoryPruner(n_warmup_steps=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], pruner=pruner)
+    frozen = optuna.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                 intermediate_values={0: 0.1, 1: float("nan")})
+    with pytest.warns(AdvisorWarning, match="multi-objective study is not supported"):
+        assert pruner.prune(study, frozen) is False
+
+
+def test_constrained_study_without_a_feasible_best_trial_does_not_raise() -> None:
+    pruner = TrajectoryPruner(n_warmup_steps=2, n_steps=20, interval_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trial(optuna.create_trial(  # infeasible (constraint value > 0)
+        value=0.9, intermediate_values={s: 0.9 for s in range(21)},
+        system_attrs={"constraints": [1.0]}))
+    trial = study.ask()
+    for s in range(8):
+        trial.report(0.1 * s, s)
+        assert trial.should_prune() is False
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"models": ("nope",)}, ValueError, "`models` must be one of"),
+    ({"models": "exponential"}, ValueError, "`models` must name at least one trajectory model"),
+    ({"detect_collapse": "no"}, TypeError, "`detect_collapse` must be a bool, got str"),
+])
+def test_pruner_bad_models_and_flags(kwargs: dict[str, Any], exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        TrajectoryPruner(**kwargs)

@@ -143,3 +143,16 @@ def test_a_pickled_cache_starts_empty_and_still_answers() -> None:
     cache.reason("t", steps[:80], rewards[:80], None, None)
     clone = pickle.loads(pickle.dumps(cache))
     assert clone.reason("t", steps, rewards, None, None) == full_replay(steps, rewards, None, None)
+
+
+def test_a_failed_replay_drops_its_half_fed_entry() -> None:
+    cache = ReplayCache()
+    steps = np.arange(30.0)
+    huge = np.where(steps % 2 == 1, 1e308, 0.0)  # the trailing mean overflows mid-feed
+    cache.reason("t", steps[:5], huge[:5] * 0, None, None)
+    with pytest.raises(OverflowError):
+        cache.reason("t", steps, huge, None, None)
+    # the next call starts from scratch instead of failing on the half-fed detector
+    # ("`step` must increase" at every later report)
+    calm = np.full(30, 0.5)
+    assert cache.reason("t", steps, calm, None, None) == full_replay(steps, calm, None, None)

@@ -744,7 +744,7 @@ def test_examples_run(script: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cmd", [
     ["benchmarks/overhead.py", "--sizes", "20", "--n-sampler-trials", "2", "--n-tpe-trials", "1",
-     "--n-steps", "20"],
+     "--n-steps", "20", "--long-steps", "30"],
     ["benchmarks/sweep_efficiency.py", "--n-instances", "1", "--n-trials", "3",
      "--n-steps", "60", "--value-steps", "30", "--pilot-steps", "40"],
 ])
