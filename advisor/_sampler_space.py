@@ -70,10 +70,12 @@ _GUIDE_LEVELS = 5  # levels per numeric knob on the guide grid
 _GUIDE_MAX = 512  # most knob combinations the guide evaluates (one model call each)
 
 
-def _guide_grid(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
+def _guide_grid(space: Mapping[str, BaseDistribution],
+                reference: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every categorical choice and up to ``_GUIDE_LEVELS`` levels (ends included, log-spaced
-    for log distributions) per numeric knob; a product larger than ``_GUIDE_MAX`` is thinned
-    to an evenly spaced subset (deterministic)."""
+    for log distributions) per numeric knob, plus the ``reference`` value of a numeric knob when
+    it lies in range (on the step grid); a product larger than ``_GUIDE_MAX`` is thinned to an
+    evenly spaced subset (deterministic)."""
     import itertools
 
     levels: dict[str, list[Any]] = {}
@@ -84,6 +86,9 @@ def _guide_grid(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
         lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
         x = np.geomspace(lo, hi, _GUIDE_LEVELS) if dist.log and lo > 0 else \
             np.linspace(lo, hi, _GUIDE_LEVELS)  # type: ignore[attr-defined]
+        ref = _numbers([(reference or {}).get(name)])
+        if ref is not None and lo <= ref[0] <= hi:
+            x = np.sort(np.append(x, ref[0]))
         step = getattr(dist, "step", None) or (1 if isinstance(dist, IntDistribution) else None)
         if step is not None:
             x = np.clip(lo + np.round((x - lo) / step) * step, lo, hi)
@@ -94,6 +99,29 @@ def _guide_grid(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
         idx = np.unique(np.linspace(0, len(combos) - 1, _GUIDE_MAX).round().astype(int))
         combos = [combos[i] for i in idx]
     return combos
+
+
+def _distance(combo: Mapping[str, Any], reference: Mapping[str, Any],
+              space: Mapping[str, BaseDistribution]) -> float:
+    """How far ``combo`` lies from the ``reference`` knobs: per knob the reference names, 1 for
+    another categorical choice, else the gap as a share of the range (log range for log
+    distributions)."""
+    total = 0.0
+    for name, value in combo.items():
+        if name not in reference:
+            continue
+        dist, ref = space.get(name), reference[name]
+        pair = _numbers([value, ref])
+        if isinstance(dist, CategoricalDistribution) or pair is None or dist is None:
+            total += 0.0 if value == ref else 1.0
+            continue
+        lo, hi = float(dist.low), float(dist.high)  # type: ignore[attr-defined]
+        if getattr(dist, "log", False) and lo > 0 and min(pair) > 0:
+            gap, span = abs(math.log(pair[0] / pair[1])), math.log(hi / lo)
+        else:
+            gap, span = abs(pair[0] - pair[1]), hi - lo
+        total += gap / span if span > 0 else float(gap > 0)
+    return total
 
 
 def _numbers(values: Sequence[Any]) -> list[float] | None:

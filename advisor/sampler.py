@@ -100,6 +100,7 @@ from advisor._sampler_space import LR
 from advisor._sampler_space import _check_knob_names
 from advisor._sampler_space import _check_search_space
 from advisor._sampler_space import _discrete_values
+from advisor._sampler_space import _distance
 from advisor._sampler_space import _draw
 from advisor._sampler_space import _guide_grid
 from advisor._sampler_space import _is_knob
@@ -673,10 +674,15 @@ class StableRegionSampler(BaseSampler):
             raise ValueError(f"`search_space['learning_rate']` must be a FloatDistribution, "
                              f"got {lr_dist!r}.")
         names = [k for k in search_space if k != LR and _is_knob(k)]
-        ranked: list[tuple[float, int, dict[str, Any], float]] = []
+        ranked: list[tuple[float, float, int, dict[str, Any], float]] = []
         ev = self._refresh(study)
         failure: Exception | None = None
-        for i, combo in enumerate(_guide_grid({k: search_space[k] for k in names})):
+        # the model's own defaults are the conditions it was measured at (a pilot's group size,
+        # adam_beta1, ...): where it predicts the same rate, the guide stays nearest to them
+        reference = getattr(self._model, "defaults", None)
+        reference = dict(reference) if isinstance(reference, Mapping) else {}
+        space = {k: search_space[k] for k in names}
+        for i, combo in enumerate(_guide_grid(space, reference)):
             try:  # a combination the model rejects (e.g. optim="adamw" for an SGD model)
                 table = self._table(study, self._knobs(combo), lr_dist, ev=ev)
             except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
@@ -685,15 +691,17 @@ class StableRegionSampler(BaseSampler):
             if table.upper < lr_dist.low:
                 continue
             rate, lr = _fastest(table, lr_dist)
-            if math.isfinite(rate):
-                ranked.append((-rate, i, combo, _on_grid(lr, lr_dist)))
+            if math.isfinite(rate) and rate > 0:
+                # equal rates (to 1e-6) are a tie that the distance to the reference breaks
+                ranked.append((-round(math.log(rate), 6), _distance(combo, reference, space), i,
+                               combo, _on_grid(lr, lr_dist)))
         if not ranked:
             why = f" (the model failed: {failure})" if failure is not None else ""
             raise ValueError("`search_space` must hold a knob combination with a stable "
                              f"learning rate in range, got none on the guide grid{why}. Lower "
                              "`safety_margin`, raise `alpha` or lower the learning-rate bound.")
-        ranked.sort(key=lambda r: (r[0], r[1]))
-        _, _, combo, lr = ranked[min(rank, len(ranked) - 1)]
+        ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+        *_, combo, lr = ranked[min(rank, len(ranked) - 1)]
         return {**combo, LR: lr}
 
     def _guide(self, study: Study, trial: FrozenTrial, params: dict[str, Any],

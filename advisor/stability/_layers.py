@@ -142,6 +142,12 @@ class _ModelLayers:
         """K_c / K (0 when the split was not measured: pure delay)."""
         return self._rc
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The knob values `assess` uses when a config leaves them out (a copy; for a pilot's
+        model: the conditions it measured, e.g. its batch, group size and optimizer)."""
+        return dict(self._defaults or {})
+
     # -- theory layer ------------------------------------------------------------------------
     def _linear_rate(self, mu: FloatArray, lag: Any, scheme: str, exact: bool) -> FloatArray:
         """Exact linear a* / K on distinct (mu, lag) pairs, or a table interpolated in mu."""
