@@ -23,6 +23,10 @@ from advisor.stability._conditions import _optional_float
 from advisor.stability._conditions import _StiffnessSummary
 from advisor.stability._nonlinear import nonlinear_regime
 from advisor.stability._nonlinear import simulated_edge
+from advisor.stability._table import _Table
+from advisor.stability._table import build_tables
+from advisor.stability._table import lookup
+from advisor.stability._table import table_bounds
 from advisor.stability._theory import FloatArray
 from advisor.stability._theory import _damping_and_time
 from advisor.stability._theory import _multiplier_pair
@@ -38,6 +42,12 @@ _SAFETY_SIGMA = 0.3
 # Exact linear edges a* kept per model, keyed by (scheme, mu, lag): the Optuna sampler asks for
 # one knob combination per trial, often one it has seen.
 _RATE_CACHE_SIZE = 65536
+# Distinct uncached (mu, lag) pairs solved one by one; beyond, checked tables (`_table`).
+_EXACT_PAIRS = 4096
+_TABLE_CACHE_SIZE = 512  # (scheme, lag, horizon) tables kept per model
+# A table costs ~500-800 exact solves per distinct lag: with fewer distinct pairs than that,
+# solving every pair is cheaper (and exact).
+_TABLE_NODES = 800
 
 
 class _ModelLayers:
@@ -131,6 +141,7 @@ class _ModelLayers:
         self.surrogate = str(getattr(problem, "surrogate", "ratio"))
         self._sim_cache: dict[tuple[Any, ...], float] = {}
         self._rate_cache: dict[tuple[str, float, int, int | None], float] = {}
+        self._table_cache: dict[tuple[str, int, int | None], _Table] = {}
 
     @property
     def stiffness(self) -> float:
@@ -150,45 +161,100 @@ class _ModelLayers:
 
     # -- theory layer ------------------------------------------------------------------------
     def _linear_rate(self, mu: FloatArray, lag: Any, scheme: str, exact: bool) -> FloatArray:
-        """Exact linear a* / K on distinct (mu, lag) pairs, or a table interpolated in mu."""
-        horizon = self._horizon
+        """Exact linear a* / K: per distinct (mu, lag) pair, or checked tables for many pairs.
+
+        Up to ``_EXACT_PAIRS`` distinct pairs (``mu.size`` <= ``_EXACT_PAIRS``: always), or
+        fewer than ``_TABLE_NODES`` per distinct lag, are solved one by one, so the numbers do
+        not depend on the call's size. Beyond, without a horizon, a checked adaptive table in
+        momentum per distinct lag answers (`advisor.stability._table`; error <= 1e-3 except
+        at discontinuities of the exact solver itself). With a horizon each exact solve
+        simulates the linear trajectory, so ``exact`` callers solve every pair and the others
+        read a uniform 129-node table.
+        """
         lag_vals, lag_inv = _factorize(np.asarray(lag))
-        if exact or mu.size <= 4096 or scheme == "sliding":
-            mu_vals, mu_inv = np.unique(mu, return_inverse=True)
-            # distinct (mu, lag) pairs, each looked up in (or added to) the per-model cache
-            code = mu_inv.ravel() * lag_vals.size + lag_inv
-            pairs, pair_inv = np.unique(code, return_inverse=True)
-            keys = [(scheme, float(mu_vals[c // lag_vals.size]), int(lag_vals[c % lag_vals.size]),
-                     horizon) for c in pairs.tolist()]
-            cache = self._rate_cache
-            found = {key: cache[key] for key in keys if key in cache}
-            todo = [i for i, key in enumerate(keys) if key not in found]
-            if todo:
-                a = critical_rate(np.array([keys[i][1] for i in todo]),
-                                  np.array([keys[i][2] for i in todo], np.int64),
-                                  current_fraction=self._rc, refresh_scheme=scheme,
-                                  horizon_steps=horizon)
-                new = dict(zip((keys[i] for i in todo), a.tolist(), strict=True))
-                found.update(new)
-                if len(cache) + len(new) > _RATE_CACHE_SIZE:
-                    cache.clear()  # (the values of this call are kept in `found`)
-                if len(new) <= _RATE_CACHE_SIZE:
-                    cache.update(new)
-            rate = np.array([found[key] for key in keys])
-            return np.asarray(rate[pair_inv.ravel()] / self._k)
-        # Table over u = -log(1 - mu) per distinct K_ref: log a* is smooth in u away from
-        # parametric resonances (median interpolation error 2e-5, max 2%: tests bound it).
+        if self._horizon is not None:
+            if not (exact or mu.size <= _EXACT_PAIRS or scheme == "sliding"):
+                return self._uniform_table_rate(mu, lag_vals, lag_inv, scheme)
+        elif mu.size > max(_EXACT_PAIRS, _TABLE_NODES * lag_vals.size) and \
+                np.unique(mu[: 2 * _EXACT_PAIRS]).size > _EXACT_PAIRS:
+            return self._table_rate(mu, lag_vals, lag_inv, scheme)  # skips a full sort
+        mu_vals, mu_inv = np.unique(mu, return_inverse=True)
+        code = mu_inv.ravel() * lag_vals.size + lag_inv
+        pairs, pair_inv = np.unique(code, return_inverse=True)
+        if self._horizon is None and pairs.size > max(_EXACT_PAIRS, _TABLE_NODES * lag_vals.size):
+            return self._table_rate(mu, lag_vals, lag_inv, scheme)
+        keys = [(scheme, float(mu_vals[c // lag_vals.size]), int(lag_vals[c % lag_vals.size]),
+                 self._horizon) for c in pairs.tolist()]
+        return np.asarray(self._exact_rates(keys)[pair_inv.ravel()] / self._k)
+
+    def _uniform_table_rate(self, mu: FloatArray, lag_vals: Any, lag_inv: Any, scheme: str
+                            ) -> FloatArray:
+        """Table over u = -log(1 - mu) per distinct K_ref (horizon models, `assess_many`).
+
+        log a* is smooth in u away from parametric resonances (median interpolation error
+        2e-5, max 2%: tests bound it).
+        """
         u_max = -math.log1p(-float(mu.max())) + 1e-9
         u = np.linspace(0.0, u_max, 129)
         table = np.log(critical_rate(-np.expm1(-u)[:, None], lag_vals[None, :].astype(np.int64),
                                      current_fraction=self._rc, refresh_scheme=scheme,
-                                     horizon_steps=horizon))
+                                     horizon_steps=self._horizon))
         out = np.empty(mu.size)
         uq = -np.log1p(-mu)
         for j in range(lag_vals.size):
             rows = lag_inv == j
             out[rows] = np.interp(uq[rows], u, table[:, j])
         return np.exp(out) / self._k
+
+    def _exact_rates(self, keys: list[tuple[str, float, int, int | None]]) -> FloatArray:
+        """Exact a* of (scheme, mu, lag, horizon) keys, looked up in (or added to) the cache."""
+        cache = self._rate_cache
+        found = {key: cache[key] for key in keys if key in cache}
+        todo = [i for i, key in enumerate(keys) if key not in found]
+        if todo:
+            a = critical_rate(np.array([keys[i][1] for i in todo]),
+                              np.array([keys[i][2] for i in todo], np.int64),
+                              current_fraction=self._rc, refresh_scheme=keys[todo[0]][0],
+                              horizon_steps=self._horizon)
+            new = dict(zip((keys[i] for i in todo), a.tolist(), strict=True))
+            found.update(new)
+            if len(cache) + len(new) > _RATE_CACHE_SIZE:
+                cache.clear()  # (the values of this call are kept in `found`)
+            if len(new) <= _RATE_CACHE_SIZE:
+                cache.update(new)
+        return np.array([found[key] for key in keys])
+
+    def _table_rate(self, mu: FloatArray, lag_vals: Any, lag_inv: Any, scheme: str
+                    ) -> FloatArray:
+        """a* / K from the checked per-lag momentum tables (built once per model and lag)."""
+        u = -np.log1p(-mu)
+        order = np.argsort(lag_inv, kind="stable")
+        cuts = np.searchsorted(lag_inv[order], np.arange(lag_vals.size + 1))
+        u_hi = np.array([float(u[order[cuts[j]:cuts[j + 1]]].max())
+                         for j in range(lag_vals.size)])
+        need = table_bounds(u_hi)
+        cache = self._table_cache
+        keys = [(scheme, int(g), self._horizon) for g in lag_vals.tolist()]
+        missing = [j for j, key in enumerate(keys)
+                   if key not in cache or cache[key].u_max < u_hi[j]]
+        if missing:
+            if len(cache) + len(missing) > _TABLE_CACHE_SIZE:
+                cache.clear()
+            built = build_tables(np.asarray(lag_vals, np.int64)[missing], need[missing],
+                                 self._rc, scheme, self._horizon)
+            cache.update({keys[j]: t for j, t in zip(missing, built, strict=True)})
+        tables = [cache[key] for key in keys]
+        out = np.empty(mu.size)
+        for j, table in enumerate(tables):
+            rows = order[cuts[j]:cuts[j + 1]]
+            rate, unresolved = lookup(table, u[rows])
+            if unresolved.any():
+                fix = rows[unresolved]
+                keys_fix = [(scheme, m, int(lag_vals[j]), self._horizon)
+                            for m in mu[fix].tolist()]
+                rate[unresolved] = self._exact_rates(keys_fix)
+            out[rows] = rate
+        return out / self._k
 
     def _in_nonlinear_regime(self, mu: FloatArray, lag: Any, scheme: str) -> Any:
         """Where a check replaces (or caps) the linear test: see `nonlinear_regime`."""

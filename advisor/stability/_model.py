@@ -162,8 +162,9 @@ class StabilityModel(_ModelLayers):
             refresh_scheme=refresh_scheme, samples_per_step=samples_per_step,
             num_iterations=num_iterations, method=method, optimizer=self.optimizer)
         b = self._bounds(mu, lag, samples, n_it, refresh_scheme, method, exact=True)
+        # many configs: the Schur-Cohn sliding kernel (~30x faster than the eigenvalues)
         linear = _is_stable_within(lr * self._k, mu, np.full(mu.shape, self._rc), lag,
-                                   refresh_scheme, self._horizon)
+                                   refresh_scheme, self._horizon, fast=mu.size > 4096)
         theory = np.where(b["checked"], lr < b["eta_t"], linear)
         return np.asarray(theory & (lr < b["eta_c"])).reshape(shape)
 
@@ -236,11 +237,13 @@ class StabilityModel(_ModelLayers):
 
     def assess_many(self, params: Mapping[str, Any], *, details: bool = False
                     ) -> dict[str, Any]:
-        """Vectorised `assess` over arrays of knobs (10^6 configs in about a second).
+        """Vectorised `assess` over arrays of knobs (10^6 configs in under a second).
 
         Discrete knobs are resolved once per distinct combination by `advisor.knobs`; the
-        theory bound is exact on up to 2048 distinct (momentum, K_ref) pairs and interpolated in
-        momentum from an exact table beyond that.
+        theory bound is exact on up to 4096 distinct (momentum, K_ref) pairs and read beyond
+        that from checked momentum tables of exact solves (within 1e-3 of the exact solver
+        except at its own discontinuities; `advisor.stability._table`). With ``horizon_steps``
+        the table is a uniform 129-node one (max error ~2%).
 
         Args:
             params: Knob name -> array (or scalar), broadcast to one length. ``momentum`` may be
@@ -272,19 +275,32 @@ class StabilityModel(_ModelLayers):
                 lr, mu, lag, ev["stable"])
         return out
 
-    def margin(self, params: Mapping[str, Any]) -> float:
+    def _many(self, params: Mapping[str, Any], details: bool) -> dict[str, Any] | None:
+        """`assess_many` output when any knob in ``params`` is an array (else None)."""
+        if isinstance(params, Mapping) and any(np.ndim(v) > 0 for v in params.values()):
+            return self.assess_many(params, details=details)
+        return None
+
+    def margin(self, params: Mapping[str, Any]) -> float | FloatArray:
         """``log(max_learning_rate / learning_rate)`` of `assess`; > 0 predicted stable.
+
+        Array-valued knobs (as for `assess_many`) give an array, one margin per config; the
+        same holds for `probability_stable`, `regime`, `damping_ratio` and `time_constant`.
 
         Example:
             >>> from types import SimpleNamespace
             >>> est = SimpleNamespace(stiffness=1.0, stiffness_current=1.0,
             ...                       stiffness_sampler=0.0, std_error=0.0)
-            >>> round(StabilityModel(est).margin({"learning_rate": 1.0, "momentum": 0.0}), 3)
+            >>> model = StabilityModel(est)
+            >>> round(model.margin({"learning_rate": 1.0, "momentum": 0.0}), 3)
             0.693
+            >>> model.margin({"learning_rate": [1.0, 4.0], "momentum": 0.0}).round(3).tolist()
+            [0.693, -0.693]
         """
-        return self.assess(params).margin
+        many = self._many(params, details=False)
+        return self.assess(params).margin if many is None else many["margin"]
 
-    def probability_stable(self, params: Mapping[str, Any]) -> float:
+    def probability_stable(self, params: Mapping[str, Any]) -> float | FloatArray:
         """Probability of being stable (`Verdict.probability`).
 
         Example:
@@ -294,9 +310,10 @@ class StabilityModel(_ModelLayers):
             >>> StabilityModel(est).probability_stable({"learning_rate": 0.1, "momentum": 0.0})
             1.0
         """
-        return self.assess(params).probability
+        many = self._many(params, details=False)
+        return self.assess(params).probability if many is None else many["probability"]
 
-    def regime(self, params: Mapping[str, Any]) -> Regime:
+    def regime(self, params: Mapping[str, Any]) -> Regime | npt.NDArray[np.object_]:
         """Predicted regime of the mean reward (`Verdict.regime`).
 
         Example:
@@ -305,10 +322,14 @@ class StabilityModel(_ModelLayers):
             ...                       stiffness_sampler=0.0, std_error=0.0)
             >>> StabilityModel(est).regime({"learning_rate": 0.05, "momentum": 0.9}).value
             'oscillatory'
+            >>> [r.value for r in StabilityModel(est).regime(
+            ...     {"learning_rate": [0.05, 0.5], "momentum": [0.9, 0.0]})]
+            ['oscillatory', 'monotone']
         """
-        return self.assess(params).regime
+        many = self._many(params, details=True)
+        return self.assess(params).regime if many is None else many["regime"]
 
-    def damping_ratio(self, params: Mapping[str, Any]) -> float:
+    def damping_ratio(self, params: Mapping[str, Any]) -> float | FloatArray:
         """Damping ratio zeta of the dominant mode (`Verdict.damping_ratio`).
 
         Example:
@@ -318,9 +339,10 @@ class StabilityModel(_ModelLayers):
             >>> StabilityModel(est).damping_ratio({"learning_rate": 0.5, "momentum": 0.0})
             inf
         """
-        return self.assess(params).damping_ratio
+        many = self._many(params, details=True)
+        return self.assess(params).damping_ratio if many is None else many["damping_ratio"]
 
-    def time_constant(self, params: Mapping[str, Any]) -> float:
+    def time_constant(self, params: Mapping[str, Any]) -> float | FloatArray:
         """e-folding time of the dominant mode in optimizer steps (`Verdict.time_constant`).
 
         Example:
@@ -331,7 +353,8 @@ class StabilityModel(_ModelLayers):
             ...                                          "momentum": 0.0}), 2)  # -1/ln(0.99)
             99.5
         """
-        return self.assess(params).time_constant
+        many = self._many(params, details=True)
+        return self.assess(params).time_constant if many is None else many["time_constant"]
 
     def max_refresh_interval(self, params: Mapping[str, Any], *, limit: int = 64) -> float:
         """Largest K_ref such that the configuration is stable at every K_ref up to it.
