@@ -142,8 +142,8 @@ class RefreshRecommendation:
         seconds_to_90_high: Upper end.
         on_policy_seconds_to_90: The same for ``steps_per_generation = num_iterations = 1``.
         speedup: ``on_policy_seconds_to_90 / seconds_to_90``.
-        candidates: Every candidate: refresh setting, stable, damping ratio, tau, step seconds,
-            seconds to 90%.
+        candidates: Every candidate: refresh setting, stable, deciding layer, damping ratio, tau,
+            step seconds, seconds to 90%.
         reasoning: Plain sentences, in order.
         timing: The timing model used.
     """
@@ -202,7 +202,19 @@ class RefreshRecommendation:
         return "\n".join([*self.reasoning, "", head, *rows, "", f"GRPOConfig({kwargs})"])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (config kwargs included)."""
+        """JSON-ready dict (config kwargs included); an infinite value (the damping ratio of
+        a first-order, non-oscillating response) becomes ``None``, as strict JSON requires.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> from advisor.stability import StabilityModel
+            >>> est = SimpleNamespace(stiffness=1.0, stiffness_current=1.0,
+            ...                       stiffness_sampler=0.0, std_error=0.0)
+            >>> t = RefreshTiming(seconds_per_step=0.1, seconds_per_generation=0.04)
+            >>> d = recommend_refresh(StabilityModel(est), learning_rate=0.01, timing=t).to_dict()
+            >>> d["candidates"][0]["damping_ratio"] is None  # zeta = inf at momentum 0
+            True
+        """
         import dataclasses
 
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -211,7 +223,18 @@ class RefreshRecommendation:
         out["grpo_kwargs"] = self.grpo_kwargs()
         out["candidates"] = [dict(c) for c in self.candidates]
         out["reasoning"] = list(self.reasoning)
-        return out
+        return _finite(out)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by ``None`` (nested dicts and lists)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def recommend_refresh(
@@ -294,8 +317,7 @@ def recommend_refresh(
     if not base["ok"]:
         raise AdvisorError(
             f"learning_rate={lr:g} is not stable even on-policy ({base['why']}); lower it "
-            "below the calibrated edge before choosing a refresh interval (see "
-            "`grpo-advisor report`).")
+            "below the edge before choosing a refresh interval (see `grpo-advisor report`).")
     ok = [c for c in cands if c["ok"]]
     best = min(ok, key=lambda c: (c["seconds_to_90"], c["refresh_interval"]))
     gain = 1.0 - best["seconds_to_90"] / base["seconds_to_90"]
@@ -336,7 +358,7 @@ def _candidate(model: Any, timing: RefreshTiming, lr: float, mu: float, s: int, 
             "stable": bool(v.stable), "probability_stable": float(v.probability),
             "damping_ratio": float(v.damping_ratio), "time_constant": float(v.time_constant),
             "step_seconds": timing.step_seconds(steps_per_generation=s, num_iterations=n),
-            "ok": not why, "why": why}
+            "layer": str(v.layer), "ok": not why, "why": why}
 
 
 def _reasoning(timing: RefreshTiming, base: dict[str, Any], best: dict[str, Any],
@@ -344,6 +366,7 @@ def _reasoning(timing: RefreshTiming, base: dict[str, Any], best: dict[str, Any]
                all_cands: list[dict[str, Any]], lag_known: bool) -> tuple[str, ...]:
     share = timing.seconds_per_generation / timing.seconds_per_step
     g0 = timing.generation_overhead
+    layer = "calibrated edge" if base.get("layer") == "calibration" else "theory layer"
     faster = [c for c in all_cands if not c["ok"]
               and c["seconds_to_90"] < base["seconds_to_90"] * (1.0 - min_gain)]
     lines = [
@@ -353,7 +376,7 @@ def _reasoning(timing: RefreshTiming, base: dict[str, Any], best: dict[str, Any]
            "not measured, taken as 0, so steps_per_generation saves no time (measure it: "
            "time one generate call at steps_per_generation=4 and pass "
            "--generation-overhead)."),
-        f"{n_ok} of {len(all_cands)} refresh settings are predicted stable (calibrated edge) "
+        f"{n_ok} of {len(all_cands)} refresh settings are predicted stable ({layer}) "
         f"with P >= the floor and well "
         f"damped (theory); the reward time constant at this learning rate is "
         f"{base['time_constant']:.3g} steps on-policy (+-{_Z90 * rel:.0%} at 90% from the "

@@ -55,5 +55,5 @@ if __name__ == "__main__":
     best = study.best_trial
     print(f"best reward {best.value:.3f} with {best.params}")
     for t in study.trials:
-        print(t.number, t.state.name, {k: round(v, 5) for k, v in t.params.items()},
+        print(t.number, t.state.name, {k: float(f"{v:.3g}") for k, v in t.params.items()},
               "collapsed" if t.user_attrs.get("advisor:collapsed") else "")

@@ -101,10 +101,18 @@ def test_calibrated_edge_known_values(report: FeasibilityReport) -> None:
     mu9 = report.panels[-1]
     assert mu9.momentum == 0.9
     assert mu9.calibrated[0] == pytest.approx(0.1 * mu0.calibrated[0], rel=1e-6)
-    # the band is the scan bracket widened by the stiffness's relative error (0.04 / 0.963)
-    rel = 0.04 / 0.963
-    assert mu0.band_low[0] == pytest.approx(0.01339 / 0.963 / (1 + rel), rel=1e-6)
-    assert mu0.band_high[0] == pytest.approx(0.01965 / 0.963 * (1 + rel), rel=1e-6)
+    # at the pilot's refresh interval the band is the scan bracket itself: the edge is measured
+    # in learning rate, so the stiffness error (0.04 / 0.963) cancels and must not widen it
+    assert mu0.refresh_interval[0] == 1
+    assert mu0.band_low[0] == pytest.approx(0.01339 / 0.963, rel=1e-6)
+    assert mu0.band_high[0] == pytest.approx(0.01965 / 0.963, rel=1e-6)
+    # away from it the default refresh exponent is a guess: the band widens by the same factor
+    # on both sides of the bracket (log-symmetric), more the farther K_ref is from 1
+    widen = [lo / c / (0.01339 / 0.01622) for lo, c in zip(mu0.band_low, mu0.calibrated,
+                                                             strict=True)]
+    for hi, c, w in zip(mu0.band_high, mu0.calibrated, widen, strict=True):
+        assert hi / c == pytest.approx(0.01965 / 0.01622 / w, rel=1e-6)
+    assert widen[0] == pytest.approx(1.0) and all(np.diff(widen) < 0)
     # the paper's line eta K K_ref = 1 - mu
     for k, cf in zip(mu9.refresh_interval, mu9.closed_form, strict=True):
         assert cf == pytest.approx(0.1 / (0.963 * k), rel=1e-9)
@@ -116,7 +124,7 @@ def test_feasible_fraction_agrees_with_a_direct_count(report: FeasibilityReport)
     rng = np.random.default_rng(123)
     n = 20_000
     lr = np.exp(rng.uniform(np.log(1e-4), 0.0, n))
-    mu = rng.choice((np.arange(16) + 0.5) / 16 * 0.9, n)
+    mu = rng.choice(np.linspace(0.0, 0.9, 16), n)  # the report's momentum levels
     spg = rng.integers(1, 9, n)
     ok = model.assess_many({"learning_rate": lr, "momentum": mu, "steps_per_generation": spg,
                             "optim": "sgd", "per_device_train_batch_size": 128,
@@ -298,3 +306,127 @@ def test_without_a_measured_split_every_setting_uses_the_on_policy_tau() -> None
     assert len(taus) == 1  # the theory's pure-delay lag effect is not used for the ranking
     assert rec.steps_per_generation == 1 and "No lag effect on the rate was measured" in \
         rec.explain()
+
+
+# ------------------------------------------------------------------------------------------
+# found by acceptance testing (each failed before its fix)
+# ------------------------------------------------------------------------------------------
+def _bandit_model() -> StabilityModel:
+    from advisor.bandit import BanditProblem
+
+    est = SimpleNamespace(stiffness=0.5, stiffness_current=1.25, stiffness_sampler=-0.75,
+                          std_error=0.0, plateau=0.854)
+    return StabilityModel(est, problem=BanditProblem.reference(), simulation_steps=300)
+
+
+def _trial_study(momenta: list[float], states: list[str]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    dists = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 10.0, log=True),
+             "momentum": optuna.distributions.FloatDistribution(0.0, 0.9)}
+    for mu, state in zip(momenta, states, strict=True):
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 0.05, "momentum": mu}, distributions=dists,
+            state=optuna.trial.TrialState[state], value=0.8 if state == "COMPLETE" else None,
+            user_attrs={"advisor:interrupted": True} if state == "FAIL" else {}))
+    return study
+
+
+def test_every_trial_is_drawn_in_the_panel_of_the_nearest_momentum(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep samples momentum continuously: trials at 0.2 or 0.7 used to be drawn in no panel
+    (only exact matches with a panel's momentum were), so a 30-trial report showed one point."""
+    import matplotlib.axes
+
+    momenta = [0.0, 0.2, 0.3, 0.6, 0.7, 0.85]
+    study = _trial_study(momenta, ["COMPLETE"] * len(momenta))
+    rep = build_report(_refresh_model(), momenta=(0.0, 0.45, 0.9), optuna_study=study,
+                       steps=100, start_reward=0.5)
+    drawn: list[int] = []
+    original = matplotlib.axes.Axes.scatter
+
+    def count(self: object, x: list[float], *args: object, **kwargs: object) -> object:
+        drawn.append(len(x))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", count)
+    rep.write(tmp_path / "rep")
+    assert sum(drawn) == len(momenta)  # each trial exactly once
+
+
+def test_failed_or_interrupted_trials_are_not_collapses() -> None:
+    """A Ctrl-C or a crash (state FAIL) used to count as a collapse in the report."""
+    rep = build_report(_refresh_model(), momenta=(0.0,), steps=100, start_reward=0.5,
+                       optuna_study=_trial_study([0.0, 0.0], ["COMPLETE", "FAIL"]))
+    assert rep.trials["collapsed"] == 0 and rep.trials["failed_or_interrupted"] == 1
+    assert [p["state"] for p in rep.trial_points] == ["complete", "fail"]
+    assert "of finished trials collapsed" not in " ".join(w.text for w in rep.warnings)
+    assert "- Trials collapse rate: 0%" in rep.to_markdown()
+
+
+def test_feasible_interval_of_a_float_knob_reaches_both_ends(report: FeasibilityReport) -> None:
+    """Momentum was sampled at stratum midpoints, so the report said 'feasible 0.0281 - 0.872'
+    for a range 0 - 0.9 in which both ends are stable at small learning rates."""
+    mu = next(iv for iv in report.intervals if iv.name == "momentum")
+    assert (mu.low, mu.high) == (0.0, 0.9)
+    assert (mu.feasible_low, mu.feasible_high) == (0.0, 0.9)
+
+
+def test_first_order_damping_ratio_prints_as_inf(report: FeasibilityReport) -> None:
+    """zeta = inf (mu = 0, no oscillation) printed as '-', which reads as 'missing'."""
+    rows = [line for line in report.to_markdown().splitlines() if "| monotone |" in line]
+    assert rows and all("| inf | monotone |" in line for line in rows)
+
+
+def test_bandit_report_does_not_ask_for_a_pilot_it_already_has() -> None:
+    """For a bandit objective the theory is exact; the warning used to tell the user to run
+    `grpo-advisor pilot` right after they had."""
+    rep = build_report(_bandit_model(), momenta=(0.0,), steps=100, start_reward=0.5)
+    text = rep.warnings[0].text
+    assert rep.warnings[0].basis == "theory" and "exact for this softmax-bandit" in text
+    assert "run `grpo-advisor pilot`" not in text
+
+
+def test_write_into_a_file_is_an_advisor_error(report: FeasibilityReport,
+                                               tmp_path: Path) -> None:
+    target = tmp_path / "study.toml"
+    target.write_text("name = 'x'\n")
+    with pytest.raises(AdvisorError, match=r"the report folder .*study.toml' is a file\. Pass "
+                       r"--output with a folder"):
+        report.write(target)
+    assert target.read_text() == "name = 'x'\n"
+
+
+def test_write_into_a_read_only_folder_is_an_advisor_error(
+        report: FeasibilityReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chmod cannot make a folder read-only for root (CI): refuse the first write instead
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(AdvisorError, match=r"cannot write the report to .*permission denied.*"
+                       r"Pass --output with a writable folder"):
+        report.write(tmp_path / "rep")
+
+
+def test_recommendation_json_is_strict_and_names_the_deciding_layer() -> None:
+    """zeta = inf went out as `Infinity`, which jq and browsers reject; the reasoning said
+    '(calibrated edge)' for a theory-only model."""
+    timing = RefreshTiming(seconds_per_step=0.2, seconds_per_generation=0.1)
+    rec = recommend_refresh(_refresh_model(), learning_rate=0.02, timing=timing, max_refresh=4)
+    text = json.dumps(rec.to_dict(), allow_nan=False)  # raises on inf/nan
+    assert json.loads(text)["candidates"][0]["damping_ratio"] is None
+    assert "predicted stable (theory layer)" in rec.explain()
+    with pytest.raises(AdvisorError, match=r"lower it below the edge"):
+        recommend_refresh(_refresh_model(), learning_rate=5.0, timing=timing)
+
+
+def test_best_trial_follows_the_study_direction() -> None:
+    """The report took the largest value as the best even for a study that minimizes."""
+    study = optuna.create_study(direction="minimize")
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    for lr, value in ((0.01, 0.2), (0.1, 0.9)):
+        study.add_trial(optuna.trial.create_trial(params={"learning_rate": lr},
+                                                  distributions=dist, value=value))
+    rep = build_report(_refresh_model(), momenta=(0.0,), steps=100, start_reward=0.5,
+                       optuna_study=study)
+    assert rep.trials["best_value"] == 0.2 and rep.trials["best_params"] == "learning_rate=0.01"

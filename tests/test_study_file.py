@@ -10,6 +10,7 @@ from advisor.exceptions import AdvisorError
 from advisor.study_file import DEMO_STUDIES
 from advisor.study_file import ParamSpec
 from advisor.study_file import StudyFileError
+from advisor.study_file import check_storage_url
 from advisor.study_file import load_optuna_study
 from advisor.study_file import load_pilot
 from advisor.study_file import load_study_file
@@ -103,10 +104,52 @@ def test_fingerprint_changes_with_what_the_pilot_depends_on() -> None:
     ({"pilot": {"seeds": []}}, r"`pilot.seeds` must be a non-empty list of integers"),
     ({"storage": {"url": "studies/x.db"}}, r"`storage.url` must be a database URL"),
     ({"storage": {"url": "sqlite:///no/such/folder/x.db"}},
-     r"`storage.url` must be a SQLite file in an existing folder.*mkdir -p no/such/folder"),
+     r"`storage.url` must be a SQLite file in an existing folder.*mkdir -p \S*studies/no/such/"
+     r"folder"),  # relative to the study's folder (studies/ for a study without a file)
     ({"sampler": {}}, r"`sampler` must be a known top-level key"),
     ({"fixed": {"learning_rate": 0.1}}, r"`fixed.learning_rate` must be absent when the knob is "
      r"searched"),
+    # found by acceptance testing: each of these was accepted silently before
+    ({"budget": {"ntrials": 5}},
+     r"`budget.ntrials` must be a known key of \[budget\] \(n_trials, steps, timeout\), got "
+     r"'ntrials'. Did you mean 'n_trials'\?"),
+    ({"pilot": {"seed": [0, 1]}}, r"`pilot.seed` must be a known key of \[pilot\].*'seeds'"),
+    ({"report": {"momentum": [0.5]}}, r"`report.momentum` must be a known key.*'momenta'"),
+    ({"storage": {"uri": "sqlite:///x.db"}}, r"`storage.uri` must be a known key.*'url'"),
+    ({"pilot": {"seeds": [0]}}, r"`pilot.seeds` must be at least two different seeds, got \[0\]"),
+    ({"pilot": {"seeds": [3, 3]}}, r"`pilot.seeds` must be at least two different seeds"),
+    ({"report": {"momenta": "a"}}, r"`report.momenta` must be a list of momenta in \[0, 1\)"),
+    ({"report": {"momenta": [1.5]}}, r"`report.momenta` must be a list of momenta in \[0, 1\)"),
+    ({"fixed": {"optim": "sgd", "momentum": 1.5}},
+     r"`fixed.momentum` must be a number in \[0, 1\), got 1.5\."),
+    ({"fixed": {"num_generations": -4}}, r"`fixed.num_generations` must be an integer >= 2"),
+    ({"fixed": {"num_generations": 8.0}}, r"`fixed.num_generations` must be an integer >= 2"),
+    ({"fixed": {"steps_per_generation": "four"}},
+     r"`fixed.steps_per_generation` must be an integer >= 1, got 'four'"),
+    ({"fixed": {"max_steps": 500}}, r"`fixed.max_steps` must be absent \(the run length is the "
+     r"study's \[budget\] steps\).*\[budget\] steps"),
+    ({"search_space": {"learning_rate": {"low": 0.01, "high": 1.0},
+                       "momentum": {"low": 0.0, "high": 1.5}}},
+     r"`search_space.momentum.high` must be a number in \[0, 1\), got 1.5"),
+    ({"search_space": {"learning_rate": {"low": -1.0, "high": 1.0}}},
+     r"`search_space.learning_rate.low` must be a number > 0, got -1.0"),
+    ({"search_space": {"steps_per_generation": {"type": "int", "low": 0, "high": 4}}},
+     r"`search_space.steps_per_generation.low` must be an integer >= 1, got 0"),
+    ({"search_space": {"steps_per_generation": {"low": 1.0, "high": 4.0}}},
+     r"`search_space.steps_per_generation.type` must be 'int' \(or 'categorical'\) for an "
+     r"integer knob, got 'float'"),
+    ({"search_space": {"num_generations": {"choices": [1, 4]}}},
+     r"`search_space.num_generations.choices` must be an integer >= 2, got 1"),
+    ({"search_space": {"num_generations": {"choices": [4, 4]}}},
+     r"`search_space.num_generations.choices` must be a list without repeats"),
+    ({"fixed": {"optim": "adamw_torch"},
+      "search_space": {"momentum": {"low": 0.0, "high": 0.9}}},
+     r"the knobs in \[fixed\] and \[search_space\] do not make a valid GRPOConfig: `momentum` "
+     r"must be .*with an AdamW optimizer"),
+    ({"fixed": {"per_device_train_batch_size": 6, "num_generations": 4}},
+     r"the knobs in \[fixed\] do not make a valid GRPOConfig: `generation_batch_size` must be "
+     r"divisible by num_generations"),
+    ({"storage": {"url": "notaurl"}}, r"`storage.url` must be a database URL"),
 ])
 def test_bad_study_files_name_the_key_and_the_fix(changes: dict, match: str) -> None:
     with pytest.raises(StudyFileError, match=match):
@@ -200,3 +243,100 @@ def test_missing_optuna_study_is_none_unless_required(tmp_path: Path) -> None:
     optuna.create_study(study_name="other", storage=study.storage)
     with pytest.raises(StudyFileError, match=r"no Optuna study 'b'.*grpo-advisor sweep"):
         load_optuna_study(study)
+
+
+def test_a_batch_that_fits_only_some_searched_group_sizes_is_accepted() -> None:
+    # 48 completions hold whole groups of 4 and 8 but not 32: the sampler avoids the bad
+    # points, so the file is valid (only a fully fixed batch can be judged up front)
+    raw = _with(fixed={"per_device_train_batch_size": 48})
+    raw["search_space"]["num_generations"] = {"type": "categorical", "choices": [32, 4, 8]}
+    assert parse_study(raw).search_space["num_generations"].choices == (32, 4, 8)
+
+
+def test_a_folder_is_not_a_study_file(tmp_path: Path) -> None:
+    """It said "does not exist" for a folder that exists."""
+    with pytest.raises(StudyFileError, match=r"is a folder, not a file\. Pass the path of a "
+                       r"\.toml study file"):
+        load_study_file(tmp_path)
+
+
+def test_binary_file_is_a_study_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(StudyFileError, match=r"is not UTF-8 text"):
+        load_study_file(path)
+
+
+def test_relative_sqlite_url_is_beside_the_study_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative SQLite path used to follow the working directory, so `sweep` run from
+    elsewhere started a new empty study (and `report` found no trials)."""
+    (tmp_path / "dbs").mkdir()
+    path = tmp_path / "s.toml"
+    path.write_text(_bandit_study(tmp_path).read_text().replace(
+        'name = "b"', 'name = "s"') + '[storage]\nurl = "sqlite:///dbs/s.db"\n')
+    monkeypatch.chdir(tmp_path / "dbs")  # anywhere but the study's folder
+    assert load_study_file(path).storage == f"sqlite:///{tmp_path.resolve()}/dbs/s.db"
+
+
+def test_sqlite_url_naming_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StudyFileError, match=r"`--storage` must be a SQLite file, not a folder"):
+        check_storage_url(f"sqlite:///{tmp_path}", key="--storage")
+
+
+def test_missing_database_driver_says_which_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy 2.1 loads psycopg (3) for a bare postgresql:// URL; with only the project's
+    psycopg2 installed the error said "check that the server is running"."""
+    import importlib.util
+
+    from advisor.workflow._storage import _driver_fix
+
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: object() if name == "psycopg2" else None)
+    assert "write postgresql+psycopg2://u:***@h/db" in _driver_fix("postgresql://u:pw@h/db")
+    assert "pip install mysqlclient" in _driver_fix("mysql://u@h/db")
+
+
+@pytest.mark.parametrize(("func", "match"), [
+    ("none", r"mytask_uat:none must return a mapping with model, reward_funcs and "
+     r"train_dataset, got NoneType"),  # was "argument of type 'NoneType' is not iterable"
+    ("boom", r"the objective mytask_uat:boom raised RuntimeError: dataset server down\. Fix it "
+     r"there"),  # was an uncaught traceback from the user's module
+])
+def test_user_objective_errors_are_study_file_errors(tmp_path: Path, func: str, match: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mytask_uat.py").write_text(
+        "def none():\n    return None\n\n"
+        "def boom():\n    raise RuntimeError('dataset server down')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = _with(objective={"kind": f"mytask_uat:{func}"})
+    study = parse_study(raw, path=tmp_path / "t.toml")
+    with pytest.raises(StudyFileError, match=match):
+        run_study_pilot(study, progress=False)
+
+
+@pytest.mark.parametrize(("fixed", "lr", "collapsed"), [
+    # 60 steps at lr 0.01 reach 0.63 of the way to p* = 0.854 (tau = 1 / (0.5 * 0.01) = 200
+    # steps): not settled, but rising, so no collapse (it used to count as one)
+    ({}, 0.01, False),
+    ({}, 1.0, False),
+    # the exact on-policy edge of the reference bandit is eta K < 2, lr < 4 (theory.md s. 2)
+    ({}, 4.5, True),
+    ({}, 10.0, True),
+    # finite groups: sampling noise never settles; judged on the noise-free dynamics
+    ({"num_generations": 8}, 0.05, False),
+    ({"num_generations": 8}, 10.0, True),
+])
+def test_bandit_objective_marks_collapses_not_slow_runs(fixed: dict, lr: float,
+                                                        collapsed: bool) -> None:
+    """Every slow-but-healthy trial used to be marked collapsed, so the sampler's online update
+    pulled the edge below the search range ("no stable knob combination found") and a 40-trial
+    learning-rate sweep reported 39 collapses."""
+    from advisor.workflow import make_bandit_objective
+
+    raw = _with(fixed={"optim": "sgd", **fixed}, budget={"steps": 60},
+                storage={"url": "sqlite:///:memory:"})
+    raw["search_space"]["learning_rate"]["high"] = 100.0
+    trial = optuna.trial.FixedTrial({"learning_rate": lr})
+    make_bandit_objective(parse_study(raw))(trial)
+    assert trial.user_attrs["advisor:collapsed"] is collapsed

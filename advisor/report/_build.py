@@ -99,7 +99,8 @@ def build_report(
         pilot_points=_pilot_points(pilot), trials=_trial_summary(optuna_study),
         trial_points=_trial_points(optuna_study, fixed), steps=steps)
 
-    return dataclasses.replace(rep, warnings=_warnings(rep))
+    exact = getattr(model, "problem", None) is not None
+    return dataclasses.replace(rep, warnings=_warnings(rep, exact=exact))
 
 
 def _default_momenta(space: Mapping[str, ParamSpec],

@@ -51,7 +51,8 @@ class MapPanel:
         momentum: Heavy-ball momentum mu of the panel.
         refresh_interval: K_ref values (optimizer steps per generation refresh).
         calibrated: Calibrated (measured) edge, learning rate; ``None`` without a pilot edge.
-        band_low: Lower end of its uncertainty band (the edge bracket times the stiffness error).
+        band_low: Lower end of its uncertainty band (the pilot's edge bracket, widened away
+            from the pilot's refresh interval by the 90% range of the calibration law).
         band_high: Upper end of the band.
         exact: Theory layer's exact boundary (Floquet test of the linearised update).
         closed_form: The paper's line ``eta K K_ref = 1 - mu``.
@@ -158,12 +159,24 @@ class FeasibilityReport:
             Paths by kind: ``markdown``, ``html``, ``json``, ``stability_map``, ``trajectories``.
 
         Raises:
-            AdvisorError: The folder's parent does not exist.
+            AdvisorError: The folder's parent does not exist, the path is a file, or the
+                folder is not writable.
         """
         out = Path(directory)
         if not out.parent.is_dir():
             raise AdvisorError(f"the report folder's parent {str(out.parent)!r} does not exist. "
                                "Create it, or pass --output with an existing parent folder.")
+        if out.exists() and not out.is_dir():
+            raise AdvisorError(f"the report folder {str(out)!r} is a file. Pass --output with "
+                               "a folder (it is created if missing).")
+        try:
+            return self._write(out)
+        except PermissionError as exc:
+            raise AdvisorError(f"cannot write the report to {str(out)!r}: permission denied "
+                               f"({exc.filename}). Pass --output with a writable folder."
+                               ) from None
+
+    def _write(self, out: Path) -> dict[str, Path]:
         out.mkdir(exist_ok=True)
         paths = {"stability_map": out / "stability_map.png",
                  "trajectories": out / "trajectories.png"}

@@ -22,8 +22,8 @@ _LEVELS = 16  # grid levels of float knobs other than the learning rate in the f
 def _sample_space(space: Mapping[str, ParamSpec], n: int, seed: int) -> dict[str, np.ndarray]:
     """Seeded samples of the space: learning_rate continuous, other knobs on a level grid.
 
-    Float knobs other than the learning rate take the midpoints of 16 equal strata (log
-    strata if ``log``) and integer knobs their integers, so the model sees few distinct
+    Float knobs other than the learning rate take 16 evenly spaced levels from low to high
+    (log-spaced if ``log``) and integer knobs their integers, so the model sees few distinct
     (momentum, K_ref) pairs and evaluates each exactly.
     """
     rng = np.random.default_rng(seed)
@@ -39,11 +39,9 @@ def _sample_space(space: Mapping[str, ParamSpec], n: int, seed: int) -> dict[str
             out[name] = (np.exp(np.log(lo) + u * np.log(hi / lo)) if spec.log
                          else lo + u * (hi - lo))
             continue
-        else:
+        else:  # both ends included: a feasible interval must be able to reach them
             lo, hi = float(spec.low), float(spec.high)  # type: ignore[arg-type]
-            mid = (np.arange(_LEVELS) + 0.5) / _LEVELS
-            levels = (np.exp(np.log(lo) + mid * np.log(hi / lo)) if spec.log
-                      else lo + mid * (hi - lo))
+            levels = np.geomspace(lo, hi, _LEVELS) if spec.log else np.linspace(lo, hi, _LEVELS)
         if spec.type == "int" and spec.log:  # log-uniform over the integers
             w = np.log(levels + 0.5) - np.log(levels - 0.5)
             out[name] = rng.choice(levels, size=n, p=w / w.sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ def _plot_stability_map(rep: FeasibilityReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     n = max(1, len(rep.panels))
+    momenta = [p.momentum for p in rep.panels]
     # at least 9.5 in wide, so a one-panel map still fits a four-column legend
     fig, axes = plt.subplots(1, n, figsize=(max(4.6 * n, 9.5), 4.6), sharey=True, squeeze=False)
     for ax, panel in zip(axes[0], rep.panels, strict=True):
@@ -43,13 +45,14 @@ def _plot_stability_map(rep: FeasibilityReport, path: Path) -> None:
                 label="paper: eta K K_ref = 1 - mu")
         ax.plot(k, arr(panel.critical_damping), "-.", color="tab:green", lw=1.4, marker=".",
                 label="theory damping ratio = 1")
-        _scatter(ax, rep.pilot_points, panel.momentum, "unstable",
+        mine = _nearest(momenta, panel.momentum)
+        _scatter(ax, rep.pilot_points, mine, "unstable",
                  {False: ("o", "black", "pilot: stable"), True: ("x", "black", "pilot: unstable")})
-        _scatter(ax, rep.trial_points, panel.momentum, "state",
+        _scatter(ax, rep.trial_points, mine, "state",
                  {"complete": ("o", "tab:purple", "trial: complete"),
                   "pruned": ("s", "tab:gray", "trial: pruned"),
                   "collapsed": ("X", "tab:red", "trial: collapsed"),
-                  "fail": ("X", "tab:red", "trial: collapsed")})
+                  "fail": ("x", "tab:gray", "trial: failed / interrupted")})
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks([x for x in k if x in (1, 2, 4, 8, 16, 32)])
@@ -78,10 +81,20 @@ def _shared_legend(fig: Any, axes: Sequence[Any]) -> int:
     return len(labels)
 
 
-def _scatter(ax: Any, points: Sequence[Mapping[str, Any]], momentum: float, key: str,
-             styles: Mapping[Any, tuple[str, str, str]]) -> None:
+def _nearest(momenta: Sequence[float], momentum: float) -> Callable[[float], bool]:
+    """Whether a point's momentum is nearer to ``momentum`` than to any other panel's: every
+    point lands in exactly one panel (ties go to the first)."""
+    def test(mu: float) -> bool:
+        best = min(momenta, key=lambda m: abs(m - mu)) if momenta else momentum
+        return best == momentum
+
+    return test
+
+
+def _scatter(ax: Any, points: Sequence[Mapping[str, Any]], in_panel: Callable[[float], bool],
+             key: str, styles: Mapping[Any, tuple[str, str, str]]) -> None:
     for value, (marker, color, label) in styles.items():
-        sel = [p for p in points if p[key] == value and abs(p["momentum"] - momentum) < 1e-9]
+        sel = [p for p in points if p[key] == value and in_panel(p["momentum"])]
         if sel:
             ax.scatter([p["refresh_interval"] for p in sel], [p["learning_rate"] for p in sel],
                        marker=marker, color=color, s=36, label=label, zorder=3)

@@ -22,9 +22,12 @@ def _r(x: Any, sig: int = _SIG) -> Any:
 
 
 def _g(x: Any) -> str:
-    """Format a number for Markdown (3 significant digits, '-' for missing)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    """Format a number for Markdown (3 significant digits, '-' for missing, 'inf' for an
+    infinite value such as the damping ratio of a first-order response)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
         return str(x)
     return f"{float(x):.3g}"

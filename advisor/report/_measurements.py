@@ -61,8 +61,12 @@ def _trial_summary(study: optuna.Study | None) -> dict[str, Any] | None:
                            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in done),
                            "collapsed": len(collapsed),
                            "collapse_rate": len(collapsed) / len(done)}
-    if complete:
-        best = max(complete, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in done)
+    if failed:  # raised or interrupted: shown apart from collapses
+        out["failed_or_interrupted"] = failed
+    if complete and len(study.directions) == 1:  # in the study's own direction
+        pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+        best = pick(complete, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
         out["best_value"] = best.value
         out["best_params"] = ", ".join(f"{k}={_g(v) if not isinstance(v, str) else v}"
                                        for k, v in best.params.items())
@@ -70,9 +74,9 @@ def _trial_summary(study: optuna.Study | None) -> dict[str, Any] | None:
 
 
 def _collapsed(trial: Any) -> bool:
-    import optuna
-
-    return trial_collapsed(trial.user_attrs) or trial.state == optuna.trial.TrialState.FAIL
+    # the shared rule (advisor.instability): a trial that raised or was interrupted (FAIL) is
+    # counted as failed, not as a collapse; the advisor's objective records collapses itself
+    return trial_collapsed(trial.user_attrs)
 
 
 def _trial_points(study: optuna.Study | None,

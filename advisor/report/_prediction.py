@@ -34,7 +34,7 @@ def _panel(model: StabilityModel, mu: float, refresh: Sequence[int],
 
     has_edge = getattr(model, "edge", None) is not None
     calibrated = line("calibrated") if has_edge else (None,) * k.size
-    lo, hi = _band(model, calibrated)
+    lo, hi = _band(model, calibrated, k)
     return MapPanel(momentum=float(mu), refresh_interval=tuple(int(x) for x in refresh),
                     calibrated=calibrated, band_low=lo, band_high=hi, exact=line("exact"),
                     closed_form=line("closed_form"),
@@ -46,19 +46,29 @@ def _momentum(model: StabilityModel, mu: Any) -> dict[str, Any]:
     return {"momentum": mu} if model.optimizer == "sgd" else {}
 
 
-def _band(model: StabilityModel, calibrated: Sequence[float | None]
+def _band(model: StabilityModel, calibrated: Sequence[float | None], k: np.ndarray
           ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
-    """Edge band: the scan bracket (low/high) combined with the stiffness's relative error."""
+    """Edge band: the scan bracket (last stable / first unstable rate), widened away from the
+    pilot's refresh interval by the 90% range of the calibration's transfer law.
+
+    The stiffness error does not enter: the edge is measured in learning rate and stored as
+    x* = eta* K / (1 - mu) with the model's own K, so K cancels when it is read back.
+    """
     edge = getattr(model, "edge", None)
     if edge is None:
         n = len(calibrated)
         return (None,) * n, (None,) * n
-    est = model.estimate
-    rel = float(est.std_error) / float(est.stiffness) if est.stiffness else 0.0
-    f_lo = edge.low / edge.rate / (1.0 + rel)
-    f_hi = edge.high / edge.rate * (1.0 + rel)
-    return (tuple(None if c is None else c * f_lo for c in calibrated),
-            tuple(None if c is None else c * f_hi for c in calibrated))
+    try:
+        sigma = np.asarray(edge.predict(refresh_interval=k)[1], float)
+        transfer = np.sqrt(np.maximum(sigma**2 - float(edge.log_sigma) ** 2, 0.0))
+    except (AttributeError, ValueError):  # an edge without a transfer law: the bracket only
+        transfer = np.zeros(k.shape)
+    widen = np.exp(1.645 * np.broadcast_to(transfer, k.shape))
+    f_lo, f_hi = edge.low / edge.rate / widen, edge.high / edge.rate * widen
+    return (tuple(None if c is None else float(c * f) for c, f in zip(calibrated, f_lo,
+                                                                         strict=True)),
+            tuple(None if c is None else float(c * f) for c, f in zip(calibrated, f_hi,
+                                                                         strict=True)))
 
 
 def _critical_damping(model: StabilityModel, mu: float, k: np.ndarray,

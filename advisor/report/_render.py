@@ -26,7 +26,8 @@ def _blocks(rep: FeasibilityReport, figures: Mapping[str, str]) -> list[Block]:
                    "K_ref = steps_per_generation x num_iterations / gradient_accumulation_steps, "
                    "one panel per heavy-ball momentum. Below a line is stable by that line's "
                    "criterion. The calibrated edge (measured by the pilot) is what the advisor "
-                   "uses; the theory lines are shown for comparison."))
+                   "uses; the theory lines are shown for comparison. Pilot runs and finished "
+                   "trials are drawn in the panel of the nearest momentum."))
     if "stability_map" in figures:
         b.append(("img", figures["stability_map"], "Stability map"))
     head = ["momentum", "K_ref", "calibrated lr*", "band", "exact theory", "paper", "zeta = 1"]
@@ -79,7 +80,8 @@ def _summary_blocks(rep: FeasibilityReport) -> list[Block]:
         items += [f"Pilot {k.replace('_', ' ')}: {_g(v) if not isinstance(v, str) else v}"
                   for k, v in rep.pilot.items()]
     if rep.trials:
-        items += [f"Trials {k.replace('_', ' ')}: {_g(v) if not isinstance(v, str) else v}"
+        items += [f"Trials {k.replace('_', ' ')}: "
+                  + (v if isinstance(v, str) else f"{v:.0%}" if k == "collapse_rate" else _g(v))
                   for k, v in rep.trials.items()]
     b.append(("ul", items))
     if rep.intervals:

@@ -14,10 +14,19 @@ if TYPE_CHECKING:
     from advisor.report._document import FeasibilityReport
 
 
-def _edge_warnings(edge: Mapping[str, Any] | None) -> list[ReportWarning]:
-    """Caveats about the calibrated edge (or about its absence)."""
+def _edge_warnings(edge: Mapping[str, Any] | None, *, exact: bool = False
+                   ) -> list[ReportWarning]:
+    """Caveats about the calibrated edge (or about its absence); ``exact``: the model knows its
+    bandit problem, so the theory layer is exact and needs no measured edge."""
     w: list[ReportWarning] = []
-    if edge is None:
+    if edge is None and exact:
+        w.append(ReportWarning(
+            text="No measured stability edge: the feasible region is the theory layer's, which "
+                 "is exact for this softmax-bandit objective. It does not carry over to an LM: "
+                 "real GRPO runs collapsed 10-50x below the theory's edge in our measurements, "
+                 "so pilot a TRL study before trusting a theory-only region there.",
+            basis="theory"))
+    elif edge is None:
         w.append(ReportWarning(
             text="No measured stability edge: the feasible region is the theory layer's. Real "
                  "GRPO runs collapsed 10-50x below the theory's edge in our measurements; run "
@@ -40,9 +49,10 @@ def _edge_warnings(edge: Mapping[str, Any] | None) -> list[ReportWarning]:
     return w
 
 
-def _warnings(rep: FeasibilityReport) -> tuple[ReportWarning, ...]:
-    """Every caveat of the report, each tagged measurement or theory."""
-    w = _edge_warnings(rep.edge)
+def _warnings(rep: FeasibilityReport, *, exact: bool = False) -> tuple[ReportWarning, ...]:
+    """Every caveat of the report, each tagged measurement or theory (``exact``: the theory
+    layer is exact, a bandit objective)."""
+    w = _edge_warnings(rep.edge, exact=exact)
     s = rep.stiffness
     if s.get("linear") is False:
         w.append(ReportWarning(

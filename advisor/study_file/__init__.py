@@ -18,7 +18,7 @@ A study file names the search space (``trl.GRPOConfig`` field names plus heavy-b
     n_trials = 20
     steps = 150
     [storage]
-    url = "sqlite:///studies/tiny-sgd.db"   # default: <name>.db beside the study file
+    url = "sqlite:///tiny-sgd.db"   # relative to the study file's folder (the default)
 
 A user objective ``"module:function"`` is imported and called with no arguments; it returns a
 mapping with ``model``, ``reward_funcs`` and ``train_dataset`` (and optionally

@@ -16,6 +16,7 @@ from advisor.study_file._schema import _fail
 from advisor.study_file._space import _check_name
 from advisor.study_file._space import _knob_names
 from advisor.study_file._space import _parse_param
+from advisor.study_file._space import check_knob_value
 
 
 if sys.version_info >= (3, 11):
@@ -25,16 +26,34 @@ else:  # pragma: no cover - Python 3.10 (pyproject installs tomli there)
 
 
 BUILTIN_OBJECTIVES = ("builtin:bandit", "builtin:tiny")
+_BATCH_KNOBS = frozenset({"per_device_train_batch_size", "num_generations",
+                          "steps_per_generation", "generation_batch_size",
+                          "gradient_accumulation_steps"})
 _BANDIT_PROBLEMS = ("reference", "hard_prompt", "five_arm")
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_KEYS = ("name", "description", "objective", "search_space", "fixed", "pilot", "budget",
              "storage", "report")
+# the keys each table takes; anything else is a typo that would otherwise be ignored silently
+_SECTION_KEYS = {"objective": ("kind", "problem"),
+                 "pilot": ("seeds", "planned_steps", "budget_steps"),
+                 "budget": ("n_trials", "steps", "timeout"), "storage": ("url",),
+                 "report": ("momenta",)}
+
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
         raise _fail(key, f"a table ([{key}])", value)
+    allowed = _SECTION_KEYS.get(key)
+    extra = sorted(set(value) - set(allowed)) if allowed is not None else []
+    if extra:
+        import difflib
+
+        close = difflib.get_close_matches(extra[0], allowed, n=1)
+        hint = f"Did you mean {close[0]!r}?" if close else "Remove it."
+        raise _fail(f"{key}.{extra[0]}", f"a known key of [{key}] (" + ", ".join(allowed) + ")",
+                    extra[0], hint)
     return value
 
 
@@ -46,10 +65,6 @@ def _positive_int(key: str, value: Any) -> int:
 
 def _parse_objective(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     section = _section(raw, "objective")
-    extra = sorted(set(section) - {"kind", "problem"})
-    if extra:
-        raise _fail(f"objective.{extra[0]}", "absent ([objective] takes kind and problem)",
-                    section[extra[0]], "Remove it.")
     kind = section.get("kind")
     if kind is None:
         raise _fail("objective.kind", "set", None,
@@ -71,15 +86,26 @@ def _parse_storage(raw: Mapping[str, Any], name: str, directory: Path) -> str:
     url = _section(raw, "storage").get("url")
     if url is None:
         return f"sqlite:///{(directory / f'{name}.db').resolve()}"
-    if not isinstance(url, str) or "://" not in url:
-        raise _fail("storage.url", "a database URL like 'sqlite:///studies/x.db' or "
-                    "'postgresql://user:pass@host/db'", url)
     check_storage_url(url, base=directory)
-    return url
+    return _resolve_sqlite(url, directory)
 
 
-def check_storage_url(url: str, *, base: Path | None = None) -> None:
-    """Raise :class:`StudyFileError` when a SQLite URL points into a missing folder.
+def _resolve_sqlite(url: str, base: Path | None) -> str:
+    """A relative SQLite path in a study file is beside the file, wherever the command runs."""
+    if base is None or not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return url
+    db = Path(url[len("sqlite:///"):])
+    return url if db.is_absolute() else f"sqlite:///{(base / db).resolve()}"
+
+
+def check_storage_url(url: str, *, base: Path | None = None, key: str = "storage.url") -> None:
+    """Raise :class:`StudyFileError` when ``url`` is not a database URL, or is a SQLite file
+    in a missing folder (or a folder itself).
+
+    Args:
+        url: An Optuna/SQLAlchemy storage URL.
+        base: Folder that a relative SQLite path is relative to (default: the current one).
+        key: The setting named in the error (``storage.url`` or ``--storage``).
 
     Example:
         >>> check_storage_url("sqlite:///no/such/dir/x.db")
@@ -88,11 +114,17 @@ def check_storage_url(url: str, *, base: Path | None = None) -> None:
         advisor.study_file.StudyFileError: `storage.url` must be a SQLite file in an existing \
 folder, got 'sqlite:///no/such/dir/x.db'. Create the folder first: mkdir -p no/such/dir
     """
+    if not isinstance(url, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+        raise _fail(key, "a database URL like 'sqlite:///studies/x.db' or "
+                    "'postgresql://user:pass@host/db'", url)
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         return
-    db = Path(url[len("sqlite:///"):])
+    db = Path(_resolve_sqlite(url, base)[len("sqlite:///"):])
+    if db.is_dir():
+        raise _fail(key, "a SQLite file, not a folder", url,
+                    f"Name a file inside it, e.g. sqlite:///{db / 'study.db'}")
     if not db.parent.is_dir():
-        raise _fail("storage.url", "a SQLite file in an existing folder", url,
+        raise _fail(key, "a SQLite file in an existing folder", url,
                     f"Create the folder first: mkdir -p {db.parent}")
 
 
@@ -143,14 +175,49 @@ Add at least one knob, e.g. [search_space.learning_rate] type = "float", low = 1
         if fname in space:
             raise _fail(f"fixed.{fname}", "absent when the knob is searched", fixed[fname],
                         f"Remove it from [fixed] or from [search_space.{fname}].")
+        check_knob_value(f"fixed.{fname}", fname, fixed[fname])
+    _check_combination(space, fixed)
     return StudyFile(
         name=name, path=path, objective=objective, search_space=space, fixed=fixed,
         pilot=_parse_pilot(_section(raw, "pilot")), budget=_parse_budget(_section(raw, "budget")),
         storage=_parse_storage(raw, name, path.parent if path is not None else Path("studies")),
         description=str(raw.get("description", "")),
-        report_momenta=tuple(float(m) for m in _section(raw, "report").get("momenta", ())),
+        report_momenta=_parse_momenta(_section(raw, "report")),
         objective_options=options,
     )
+
+
+def _check_combination(space: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
+    """The fixed knobs with one value of each searched knob must make a valid GRPO config
+    (e.g. `momentum` with an AdamW `optim`, or both `steps_per_generation` and
+    `generation_batch_size`). A batch that does not hold whole groups is only an error when
+    no batch knob is searched: other points of the space may still hold whole groups."""
+    from advisor.knobs import MODEL_KNOB_NAMES
+    from advisor.knobs import knobs_from_params
+
+    params = {name: spec.choices[0] if spec.type == "categorical" else spec.low
+              for name, spec in space.items()}
+    params.setdefault("learning_rate", 1e-3)  # any valid rate: only the combination is checked
+    try:
+        knobs_from_params({k: v for k, v in {**fixed, **params}.items()
+                           if k in MODEL_KNOB_NAMES})
+    except ValueError as exc:
+        if "divisible" in str(exc) and set(space) & _BATCH_KNOBS:
+            return
+        where = "[fixed]" if not set(space) & MODEL_KNOB_NAMES - {"learning_rate"} else (
+            "[fixed] and [search_space]")
+        raise StudyFileError(f"the knobs in {where} do not make a valid GRPOConfig: "
+                             f"{' '.join(str(exc).split())}") from None
+
+
+def _parse_momenta(section: Mapping[str, Any]) -> tuple[float, ...]:
+    momenta = section.get("momenta", [])
+    if not isinstance(momenta, list) or not all(
+            isinstance(m, (int, float)) and not isinstance(m, bool) and 0 <= m < 1
+            for m in momenta):
+        raise _fail("report.momenta", "a list of momenta in [0, 1)", momenta,
+                    "E.g. momenta = [0.0, 0.9].")
+    return tuple(float(m) for m in momenta)
 
 
 def _parse_pilot(section: Mapping[str, Any]) -> PilotSettings:
@@ -158,6 +225,9 @@ def _parse_pilot(section: Mapping[str, Any]) -> PilotSettings:
     if not isinstance(seeds, list) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise _fail("pilot.seeds", "a non-empty list of integers", seeds)
+    if len(set(seeds)) < 2:
+        raise _fail("pilot.seeds", "at least two different seeds", seeds,
+                    "The pilot compares seeds to tell a collapse from noise: e.g. [0, 1].")
     planned = section.get("planned_steps")
     budget = section.get("budget_steps")
     return PilotSettings(
@@ -194,11 +264,17 @@ def load_study_file(path: str | Path) -> StudyFile:
         'builtin:bandit'
     """
     p = Path(path)
+    if p.is_dir():
+        raise StudyFileError(f"study file {str(p)!r} is a folder, not a file. Pass the path of "
+                             "a .toml study file (examples are in studies/).")
     if not p.is_file():
         raise StudyFileError(f"study file {str(p)!r} does not exist. Pass the path of a .toml "
                              "file (examples are in studies/).")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise StudyFileError(f"study file {str(p)!r} is not UTF-8 text. Pass a .toml study "
+                             "file (examples are in studies/).") from None
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"study file {str(p)!r} is not valid TOML: {exc}. Fix the syntax "
                              "(strings need quotes; tables are [section]).") from None

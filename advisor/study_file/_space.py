@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,61 @@ class ParamSpec:
             return sorted({int(round(v)) for v in vals})
         return [round(float(v), 12) for v in vals]
 
+# Value domains of the knobs the model reads (and a few TRL ones that fail late when wrong):
+# kind, low, low_closed, high, high_closed. Sources: advisor.knobs.Knobs and trl.GRPOConfig.
+_DOMAINS: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
+    "learning_rate": ("float", 0.0, False, None, True),
+    "momentum": ("float", 0.0, True, 1.0, False),
+    "adam_beta1": ("float", 0.0, True, 1.0, False),
+    "adam_beta2": ("float", 0.0, True, 1.0, False),
+    "beta": ("float", 0.0, True, None, True),
+    "temperature": ("float", 0.0, False, None, True),
+    "steps_per_generation": ("int", 1, True, None, True),
+    "num_iterations": ("int", 1, True, None, True),
+    "gradient_accumulation_steps": ("int", 1, True, None, True),
+    "per_device_train_batch_size": ("int", 1, True, None, True),
+    "generation_batch_size": ("int", 1, True, None, True),
+    "max_completion_length": ("int", 1, True, None, True),
+    "num_generations": ("int", 2, True, None, True),
+}
+# set by the study's [budget] steps (the pruner and the report read it there)
+_BUDGET_KNOBS = ("max_steps", "num_train_epochs")
+
+
+def _domain_text(name: str) -> str:
+    kind, lo, lo_closed, hi, hi_closed = _DOMAINS[name]
+    what = "an integer" if kind == "int" else "a number"
+    if hi is None:
+        return f"{what} {'>=' if lo_closed else '>'} {lo:g}"
+    return f"{what} in {'[' if lo_closed else '('}{lo:g}, {hi:g}{']' if hi_closed else ')'}"
+
+
+def check_knob_value(key: str, name: str, value: Any) -> None:
+    """Raise `StudyFileError` (naming ``key``) when ``value`` is outside knob ``name``'s domain.
+
+    Example:
+        >>> check_knob_value("fixed.momentum", "momentum", 1.5)
+        Traceback (most recent call last):
+        ...
+        advisor.study_file.StudyFileError: `fixed.momentum` must be a number in [0, 1), got 1.5.
+    """
+    if name in _BUDGET_KNOBS:
+        raise _fail(key, "absent (the run length is the study's [budget] steps)", value,
+                    "Set [budget] steps = ... instead.")
+    if name in ("optim", "optim_args") and not isinstance(value, str):
+        raise _fail(key, "a string", value)
+    if name not in _DOMAINS:
+        return
+    kind, lo, lo_closed, hi, hi_closed = _DOMAINS[name]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = number and (kind == "float" or isinstance(value, int)) and math.isfinite(value)
+    if ok:
+        ok = (value >= lo if lo_closed else value > lo) if lo is not None else True
+        ok = ok and ((value <= hi if hi_closed else value < hi) if hi is not None else True)
+    if not ok:
+        raise _fail(key, _domain_text(name), value)
+
+
 def _knob_names() -> frozenset[str]:
     from advisor.knobs import KNOB_NAMES
 
@@ -96,7 +152,14 @@ def _parse_param(name: str, raw: Any) -> ParamSpec:
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:
             raise _fail(f"{key}.choices", "a non-empty list", choices)
+        for c in choices:
+            check_knob_value(f"{key}.choices", name, c)
+        if len(set(map(repr, choices))) < len(choices):
+            raise _fail(f"{key}.choices", "a list without repeats", choices)
         return ParamSpec(name=name, type="categorical", choices=tuple(choices))
+    if name in _DOMAINS and _DOMAINS[name][0] == "int" and kind != "int":
+        raise _fail(f"{key}.type", "'int' (or 'categorical') for an integer knob", kind,
+                    f"Set type = \"int\" in [{key}].")
     low, high, log = raw.get("low"), raw.get("high"), raw.get("log", False)
     number = int if kind == "int" else (int, float)
     for bound, val in (("low", low), ("high", high)):
@@ -110,6 +173,8 @@ def _parse_param(name: str, raw: Any) -> ParamSpec:
                     "Swap the bounds, or move the knob to [fixed] if it does not vary.")
     if log and low <= 0:  # type: ignore[operator]
         raise _fail(f"{key}.low", "> 0 when log = true", low)
+    check_knob_value(f"{key}.low", name, low)
+    check_knob_value(f"{key}.high", name, high)
     return ParamSpec(name=name, type=kind, low=low, high=high, log=log)
 
 def suggest_params(trial: Any, space: Mapping[str, ParamSpec]) -> dict[str, Any]:

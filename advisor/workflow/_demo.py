@@ -68,11 +68,12 @@ def run_demo(directory: str | Path, *, objective: Literal["tiny", "bandit"] = "t
     """The main job on a fresh machine: pilot, report, a short guided sweep, summary.
 
     Writes ``demo-<objective>.toml`` into ``directory`` and keeps the pilot, the SQLite study
-    and the report beside it (rerunning reuses the pilot and adds trials).
+    and the report beside it (rerunning reuses the pilot and resumes the sweep: it runs only
+    the trials still missing; pass a larger ``n_trials`` to add more).
 
     Args:
         directory: Working folder (created if its parent exists).
-        objective: ``"tiny"`` (real TRL GRPO on CPU) or ``"bandit"`` (seconds).
+        objective: ``"tiny"`` (real TRL GRPO on CPU) or ``"bandit"`` (no TRL; about a minute).
         n_trials: Sweep trials (default: the demo study's budget).
         progress: Progress bars.
 
@@ -86,6 +87,9 @@ def run_demo(directory: str | Path, *, objective: Literal["tiny", "bandit"] = "t
     if not out.parent.is_dir():
         raise StudyFileError(f"the demo folder's parent {str(out.parent)!r} does not exist. "
                              "Create it first, or pass another --output.")
+    if out.exists() and not out.is_dir():
+        raise StudyFileError(f"the demo folder {str(out)!r} is a file. Pass --output with a "
+                             "folder (it is created if missing).")
     out.mkdir(exist_ok=True)
     path = out / f"demo-{objective}.toml"
     path.write_text(DEMO_STUDIES[objective], encoding="utf-8")

@@ -52,7 +52,14 @@ def _trl_inputs(study: StudyFile) -> dict[str, Any]:
         raise StudyFileError(f"`objective.kind` must name an importable function, got "
                              f"{study.objective!r} ({exc}). Check the module is on PYTHONPATH."
                              ) from None
-    built = func()
+    try:
+        built = func()
+    except Exception as exc:  # the user's own code: say whose it is, keep the chain (--debug)
+        raise StudyFileError(f"the objective {study.objective} raised {type(exc).__name__}: "
+                             f"{exc}. Fix it there (add --debug for the traceback).") from exc
+    if not isinstance(built, Mapping):
+        raise StudyFileError(f"{study.objective} must return a mapping with model, reward_funcs "
+                             f"and train_dataset, got {type(built).__name__}.")
     missing = [k for k in ("model", "reward_funcs", "train_dataset") if k not in built]
     if missing:
         raise StudyFileError(f"{study.objective} must return a mapping with model, reward_funcs "
@@ -65,20 +72,50 @@ def _config_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     return to_grpo_kwargs(dict(params))
 
 
+def _bandit_collapsed(problem: Any, run: Any, knobs: Any, steps: int) -> bool:
+    """Whether a bandit trial collapsed: non-finite, or its dynamics do not settle.
+
+    The dynamics are judged on the noise-free infinite-group run of the same (learning rate,
+    momentum, refresh interval), since a finite group's sampling noise never settles. The
+    bandit's regime classifier calls a run "divergent" whenever it has not settled by the
+    end of the window, which includes a slow run still rising towards its plateau: a run whose
+    distance to the fixed point only shrinks, on one side of it, is not a collapse.
+    """
+    import numpy as np
+
+    from advisor.bandit import simulate
+    from advisor.dynamics import Regime
+
+    if bool(run.diverged[0]):
+        return True
+    det = run if run.num_generations is None else simulate(
+        problem, learning_rate=knobs.learning_rate, momentum=knobs.heavy_ball_momentum,
+        refresh_interval=int(round(knobs.refresh_interval)), n_steps=steps)
+    if bool(det.diverged[0]):
+        return True
+    if det.regimes()[0] != Regime.DIVERGENT:
+        return False
+    dev = det.reward_current[0] - det.p_star
+    side = np.sign(dev[np.abs(dev) > 0])
+    approaching = bool(np.all(np.diff(np.abs(dev)) <= 1e-12) and np.all(side == side[0])
+                       ) if side.size else True
+    return not approaching
+
+
 def make_bandit_objective(study: StudyFile) -> Any:
     """Optuna objective on the exact bandit reduction (``builtin:bandit``).
 
     Each trial simulates ``budget.steps`` optimizer steps with the trial's learning rate,
     heavy-ball momentum, refresh interval and group size; it reports the reward every few steps
     and returns the mean reward of the current policy over the run (fast learners score high).
-    A run that diverges is marked ``advisor:collapsed``; like `advisor.pilot.make_objective` it
-    still completes, with the start reward standing in for the steps after the divergence.
+    A run that diverges or does not settle (`_bandit_collapsed`) is marked
+    ``advisor:collapsed``; like `advisor.pilot.make_objective` it still completes, with the start
+    reward standing in for the steps after a divergence.
     """
     import numpy as np
     import optuna
 
     from advisor.bandit import simulate
-    from advisor.dynamics import Regime
     from advisor.knobs import knobs_from_params
 
     problem = bandit_problem(study)
@@ -93,7 +130,7 @@ def make_bandit_objective(study: StudyFile) -> Any:
                        refresh_interval=int(round(k.refresh_interval)), num_generations=g,
                        n_steps=steps, seed=trial.number)
         used, cur = run.reward_used[0], run.reward_current[0]
-        collapsed = bool(run.diverged[0]) or run.regimes()[0] == Regime.DIVERGENT
+        collapsed = _bandit_collapsed(problem, run, k, steps)
         trial.set_user_attr("advisor:collapsed", collapsed)
         for step in range(0, steps, stride):
             if not np.isfinite(used[step]):

@@ -220,8 +220,14 @@ def _trl_pilot(study: StudyFile, path: Path, *, progress: bool
 
     inputs = _trl_inputs(study)
     start = inputs.pop("start_reward", None)
+    # the scan starts in the middle of the searched learning rates (geometric for log), not
+    # at the task's AdamW default: an SGD edge lies two decades above that, and walking up
+    # to it spent the whole budget (tiny-sgd.toml failed)
+    spec = study.search_space.get("learning_rate")
+    start_lr = {} if spec is None else {"learning_rate": study.value("learning_rate")}
     args = inputs.pop("args", None) or default_config(
-        str(path / "runs"), **{"max_steps": study.planned_steps, **_config_kwargs(study.fixed)})
+        str(path / "runs"), **{"max_steps": study.planned_steps, **start_lr,
+                               **_config_kwargs(study.fixed)})
     result = run_pilot(inputs["model"], inputs["reward_funcs"], inputs["train_dataset"], args,
                        processing_class=inputs.get("processing_class"),
                        planned_steps=study.planned_steps, budget_steps=study.pilot.budget_steps,
