@@ -42,6 +42,8 @@ class Args:
     n_steps: int = 60
     """reports per pruned trial (and intermediate values per finished trial)"""
     seed: int = 0
+    long_steps: str = "100,1000,5000"
+    """reports per trial for the pruner's growth with trial length (comma-separated)"""
     out: str = "benchmarks/results/overhead.md"
 
 
@@ -134,6 +136,41 @@ def time_reports(study: optuna.Study, n_steps: int,
     return 1e3 * statistics.median(times), 1e3 * max(times)
 
 
+def time_long_trial(n_steps: int, storage: str | None, seed: int) -> tuple[float, float]:
+    """Median and mean time (ms) of ``should_prune()`` per report over one ``n_steps`` trial.
+
+    The trial also rewrites the whole ``"advisor:health"`` dict at every step (the worst case:
+    `advisor.pilot.trial_callback` writes it less often past 256 steps); a finished reference
+    trial of the same length is in the study. The mean includes the fits (every few reports).
+    """
+    rng = np.random.default_rng(seed)
+    study = optuna.create_study(direction="maximize", storage=storage,
+                                pruner=TrajectoryPruner(n_warmup_steps=10, n_steps=n_steps))
+    t = np.arange(n_steps)
+
+    def curve(rate: float) -> np.ndarray:
+        return 0.9 - 0.5 * np.exp(-rate * t) + 0.04 * rng.normal(size=n_steps)
+
+    ref = curve(5.0 / n_steps)
+    study.add_trial(optuna.trial.create_trial(
+        value=float(ref[-1]), intermediate_values={int(s): float(v) for s, v in zip(t, ref,
+                                                                                    strict=True)}))
+    trial = study.ask()
+    health: dict[str, list] = {"step": [], "grad_norm": [], "entropy": [], "kl": []}
+    times = []
+    for s, v in zip(t, curve(8.0 / n_steps), strict=True):
+        for key, value in (("step", int(s)), ("grad_norm", 1.0 + 0.1 * rng.random()),
+                           ("entropy", 0.5), ("kl", 0.01)):
+            health[key].append(value)
+        trial.set_user_attr("advisor:health", health)
+        trial.report(float(v), int(s))
+        t0 = time.thread_time()
+        trial.should_prune()
+        times.append(time.thread_time() - t0)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return 1e3 * statistics.median(times), 1e3 * statistics.fmean(times)
+
+
 if __name__ == "__main__":
     args = parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -198,6 +235,23 @@ if __name__ == "__main__":
             f"{t['stable(random), free model'] - t['random']:.2f} | "
             f"{t['tpe']:.1f} | {t['stable(tpe)']:.1f} | {p5[0]:.2f} (max {p5[1]:.1f}) | "
             f"{p1[0]:.2f} (max {p1[1]:.1f}) | {pq[0]:.2f} (max {pq[1]:.1f}) |")
+    # ---------------------------------------------------------------- pruner vs trial length
+    import tempfile
+
+    lines += ["", "Pruner vs trial length: `should_prune()` per report over one trial of N "
+              "reports that also rewrites the whole health attribute at every step (the worst "
+              "case; `advisor.pilot.trial_callback` writes it less often past 256 steps), "
+              "default settings, a finished reference trial of the same length. Median and "
+              "mean (the mean includes the periodic fits) in ms of thread CPU time.", "",
+              "| reports per trial | InMemory: median | InMemory: mean | SQLite: median | "
+              "SQLite: mean |", "|---:|---:|---:|---:|---:|"]
+    for n_long in (int(x) for x in args.long_steps.split(",")):
+        mem = time_long_trial(n_long, None, args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            sql = time_long_trial(n_long, f"sqlite:///{tmp}/overhead.db", args.seed)
+        print("long", n_long, mem, sql, file=sys.stderr)
+        lines.append(f"| {n_long:,} | {mem[0]:.2f} | {mem[1]:.2f} | {sql[0]:.2f} | "
+                     f"{sql[1]:.2f} |")
     text = "\n".join(lines) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
