@@ -38,6 +38,13 @@ if __name__ == "__main__":
                       planned_steps=STEPS)
     print(f"pilot: {pilot.cost_steps} steps, edge lr {pilot.edge_learning_rate[1]:.3g}")
 
+    # the same space as distributions too: with it the sampler knows the space before the first
+    # trial, so trial 0 runs the model's predicted-fastest stable configuration
+    distributions = {"adam_beta1": optuna.distributions.FloatDistribution(0.0, 0.95),
+                     "steps_per_generation": optuna.distributions.IntDistribution(1, 4),
+                     "learning_rate": optuna.distributions.FloatDistribution(1e-6, 1e-1,
+                                                                             log=True)}
+
     def space(trial: optuna.Trial) -> dict:
         return {"adam_beta1": trial.suggest_float("adam_beta1", 0.0, 0.95),
                 "steps_per_generation": trial.suggest_int("steps_per_generation", 1, 4),
@@ -46,7 +53,8 @@ if __name__ == "__main__":
     study = optuna.create_study(
         study_name="optuna-trl", storage=f"sqlite:///{work}/study.db", load_if_exists=True,
         direction="maximize",
-        sampler=StableRegionSampler(model=pilot.model(), seed=0),  # changed line 1
+        sampler=StableRegionSampler(model=pilot.model(), search_space=distributions,
+                                    seed=0),  # changed line 1
         pruner=TrajectoryPruner(n_warmup_steps=20, n_steps=STEPS),  # changed line 2
     )
     study.optimize(make_objective(task.model_path, list(task.reward_funcs), task.train_dataset,
