@@ -176,3 +176,16 @@ def test_model_speed_benchmark_smoke(tmp_path) -> None:  # type: ignore[no-untyp
                          cwd=tmp_path).stdout
     assert "| max_learning_rate piecewise method=exact (distinct) | K |" in out
     assert "| assess_many (few pairs) | K+edge |" in out
+
+
+@pytest.mark.parametrize("rc", [0.0, 0.6, 2.5])
+def test_small_sliding_calls_use_the_fast_kernel_with_identical_numbers(rc: float) -> None:
+    """The model's exact path (Schur-Cohn kernel) equals the public eigenvalue path."""
+    rng = np.random.default_rng(int(10 * rc))
+    mu, lag = rng.uniform(0.0, 0.95, 300), rng.integers(1, 33, 300)
+    model = StabilityModel(SimpleNamespace(stiffness=0.5, stiffness_current=0.5 * rc,
+                                           stiffness_sampler=0.5 * (1 - rc), std_error=0.01))
+    got = model.max_learning_rate(momentum=mu, refresh_interval=lag, refresh_scheme="sliding",
+                                  method="exact")
+    want = critical_rate(mu, lag, current_fraction=rc, refresh_scheme="sliding") / 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-12)
