@@ -199,3 +199,20 @@ def as_finite_1d(
         raise _fail(name, f"of length >= {min_length} after dropping non-finite values",
                     f"length {arr.size}")
     return arr, kept
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by ``None`` (nested dicts, lists, tuples):
+    strict JSON, which jq and browsers accept.
+
+    Example:
+        >>> finite_json({"zeta": float("inf"), "rows": [1.0, float("nan")]})
+        {'zeta': None, 'rows': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value

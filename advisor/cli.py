@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from advisor._validation import finite_json
 from advisor.exceptions import AdvisorError
 from advisor.workflow._console import plain_warnings as _plain_warnings
 
@@ -69,19 +70,8 @@ _NON_NEGATIVE = _number(float, low=0.0)
 _COUNT = _number(int, low=1)
 
 
-def _finite_json(value: Any) -> Any:
-    """``value`` with every NaN/inf float replaced by ``None``: strict JSON (jq, browsers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    return value
-
-
 def _print_json(data: Any) -> None:
-    print(json.dumps(_finite_json(data), indent=2, allow_nan=False))
+    print(json.dumps(finite_json(data), indent=2, allow_nan=False))
 
 
 # ------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Any
 
 from advisor._validation import check_int
 from advisor._validation import check_interval
+from advisor._validation import finite_json
 from advisor.exceptions import AdvisorError
 
 
@@ -223,18 +224,7 @@ class RefreshRecommendation:
         out["grpo_kwargs"] = self.grpo_kwargs()
         out["candidates"] = [dict(c) for c in self.candidates]
         out["reasoning"] = list(self.reasoning)
-        return _finite(out)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``None`` (nested dicts and lists)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return finite_json(out)
 
 
 def recommend_refresh(

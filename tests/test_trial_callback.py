@@ -115,3 +115,29 @@ def test_a_users_own_grpo_trainer_objective(tmp_path) -> None:
     assert 0.0 <= t.value <= 1.0
     assert t.user_attrs["advisor:collapsed"] in (True, False)
     assert t.user_attrs["advisor:health"]["step"] == list(range(1, 13))
+
+
+def test_bad_arguments_name_the_fix() -> None:
+    with pytest.raises(TypeError, match="`trial` must be an optuna.Trial"):
+        _TrialReporter({"learning_rate": 1e-3})
+    trial = _study().ask()
+    with pytest.raises(TypeError, match="`prune` must be True or False, got 'yes'"):
+        _TrialReporter(trial, prune="yes")  # type: ignore[arg-type]
+    rep = _TrialReporter(trial)
+    assert math.isnan(rep.value(5))  # no reward logged yet
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="`window` must be"):
+            rep.value(bad)
+    with pytest.raises(TypeError, match="`window` must be"):
+        rep.value(2.5)  # type: ignore[arg-type]
+    assert rep.log_row(1, {}) is False and rep.log_row(2, None) is False  # empty rows: ignored
+
+
+def test_a_nan_reward_is_a_collapse_not_a_report() -> None:
+    study = _study()
+    rep = _TrialReporter(study.ask())
+    assert rep.log_row(1, {"loss": 0.1, "reward": 0.3}) is False
+    assert rep.log_row(2, {"loss": float("nan"), "reward": float("nan")}) is True
+    assert rep.rewards == [0.3, 0.3]  # carried forward, never the NaN
+    rep.finish()
+    assert study.trials[0].user_attrs["advisor:collapse_reason"] == "nonfinite"

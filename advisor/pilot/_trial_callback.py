@@ -14,6 +14,7 @@ import math
 import statistics
 from typing import Any
 
+from advisor._validation import check_int
 from advisor.instability import InstabilityDetector
 from advisor.instability import label_run
 
@@ -69,9 +70,17 @@ class _TrialReporter:
     """The callback's logic, free of transformers (tested without a trainer)."""
 
     def __init__(self, trial: Any, *, stop_on_collapse: bool = True, prune: bool = True) -> None:
+        missing = [m for m in ("report", "should_prune", "set_user_attr")
+                   if not callable(getattr(trial, m, None))]
+        if missing:
+            raise TypeError(f"`trial` must be an optuna.Trial (with {', '.join(missing)}), got "
+                            f"{type(trial).__name__}. Pass the trial your objective receives.")
+        for name, flag in (("stop_on_collapse", stop_on_collapse), ("prune", prune)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
         self.trial = trial
-        self.stop_on_collapse = bool(stop_on_collapse)
-        self.prune = bool(prune)
+        self.stop_on_collapse = stop_on_collapse
+        self.prune = prune
         self.detector = InstabilityDetector()
         self.rewards: list[float] = []
         self.history: list[dict[str, float]] = []
@@ -85,6 +94,7 @@ class _TrialReporter:
 
     def value(self, window: int) -> float:
         """Mean carried-forward reward of the last ``window`` logged rows (nan if none)."""
+        window = check_int("window", window, low=1)
         return float(statistics.fmean(self.rewards[-window:])) if self.rewards else math.nan
 
     def log_row(self, step: int, logs: Any) -> bool:
