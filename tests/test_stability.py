@@ -659,12 +659,15 @@ def test_multisection_edge_equals_the_bisection_edge(scheme: str, rc: float) -> 
     mu_v = np.array([0.0, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99])
     lag_v = np.arange(1, 33) if scheme == "piecewise" else np.array([0, 1, 2, 3, 5, 8, 13, 20])
     mu, lag = (v.ravel() for v in np.meshgrid(mu_v, lag_v))
-    new = critical_rate(mu, lag, current_fraction=rc, refresh_scheme=scheme)
+    rcs = np.full(mu.shape, rc)
+    # (sliding: `critical_rate` takes the boundary locus; the scan + multisection is its
+    # fallback and is tested here directly)
+    new = _first_edge(mu, lag, rcs, scheme, 1.0)
     old = _bisection_edge(mu, lag, rc, scheme)
     # the batched bisection replays the sequential one: same bracket path, stopped at 1e-5
     assert np.allclose(new, old, rtol=1e-5, atol=0.0)
     assert (new >= old * (1 - 1e-12)).all()  # the unstable end of a bracket holding `old`
-    tight = critical_rate(mu, lag, current_fraction=rc, refresh_scheme=scheme, rtol=1e-10)
+    tight = _first_edge(mu, lag, rcs, scheme, 1.0, rtol=1e-10)
     assert np.allclose(tight, old, rtol=1e-9, atol=0.0)
 
 

@@ -33,6 +33,7 @@ from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor._validation import check_options
 from advisor.dynamics import Regime
+from advisor.stability._boundary import sliding_edge
 from advisor.stability._horizon import _settles
 from advisor.stability._schur import sliding_stable
 
@@ -268,6 +269,23 @@ def _first_edge(mu: FloatArray, lag: npt.NDArray[np.int64], rc: FloatArray, sche
     return result
 
 
+def _asymptotic_edge(mu: FloatArray, lag: npt.NDArray[np.int64], rc: FloatArray, scheme: str,
+                     rtol: float, fast: bool) -> FloatArray:
+    """First edge of asymptotic stability (flat arrays).
+
+    Sliding lag: the boundary locus (`advisor.stability._boundary`), which finds the first
+    crossing of the unit circle even where an unstable band is narrower than a scan cell; the
+    few configurations it cannot confirm are scanned and bisected. Piecewise: `_first_edge`.
+    """
+    if scheme != "sliding" or mu.size == 0:
+        return _first_edge(mu, lag, rc, scheme, 1.0, rtol, fast)
+    a, confirmed = sliding_edge(mu, rc, lag)
+    if not confirmed.all():
+        miss = np.flatnonzero(~confirmed)
+        a[miss] = _first_edge(mu[miss], lag[miss], rc[miss], scheme, 1.0, rtol, fast)
+    return a
+
+
 def critical_rate(
     momentum: Any,
     lag: Any,
@@ -279,9 +297,13 @@ def critical_rate(
 ) -> FloatArray:
     """Exact critical per-step rate ``a* = eta* K`` of the linearised update, vectorised.
 
-    Scans a log grid of ``a`` below the on-policy bound ``2(1 + mu)`` and bisects the first
-    unstable cell (4 levels per batched call), so the result is the edge of the stable region
-    that contains ``a -> 0``, from above within ``rtol``.
+    Piecewise refresh: scans a log grid of ``a`` below the on-policy bound ``2(1 + mu)`` and
+    bisects the first unstable cell (4 levels per batched call), so the result is the edge of
+    the stable region that contains ``a -> 0``, from above within ``rtol``. Sliding lag: the
+    smallest rate at which a root meets the unit circle (the boundary locus of
+    `advisor.stability._boundary`, checked by the Schur-Cohn test on both sides; unconfirmed
+    configurations are scanned and bisected), which also finds unstable bands narrower than a
+    scan cell.
 
     With a horizon the edge lies between the rate where the slowest oscillating mode decays by
     ``settling_radius`` (a unit-amplitude bound, conservative) and the asymptotic edge; it is
@@ -322,9 +344,9 @@ def _critical_rate(momentum: Any, lag: Any, current_fraction: Any, refresh_schem
     shape = mu.shape
     mu, lag_arr, rc = (np.ascontiguousarray(v).ravel() for v in (mu, lag_arr, rc))
     if n_steps is None:
-        return _first_edge(mu, lag_arr, rc, refresh_scheme, 1.0, rtol, fast).reshape(shape)
+        return _asymptotic_edge(mu, lag_arr, rc, refresh_scheme, rtol, fast).reshape(shape)
     low = _first_edge(mu, lag_arr, rc, refresh_scheme, settling_radius(n_steps), rtol)
-    high = _first_edge(mu, lag_arr, rc, refresh_scheme, 1.0, rtol, fast)
+    high = _asymptotic_edge(mu, lag_arr, rc, refresh_scheme, rtol, fast)
     rows = np.flatnonzero(low < high)
     if rows.size:
         left, right = low[rows], high[rows]
