@@ -185,13 +185,13 @@ def as_finite_1d(
         raise TypeError(f"`{name}` must be a sequence of numbers, got {type(values).__name__}.")
     arr = _numeric_array(name, values, "a sequence of numbers")
     if arr.ndim != 1:
-        raise _fail(name, "one-dimensional", f"array of shape {arr.shape}")
+        raise ValueError(f"`{name}` must be one-dimensional, got an array of shape {arr.shape}.")
     kept = np.isfinite(arr)
     if not kept.all():
         if nan_policy == "raise":
             bad = int(np.flatnonzero(~kept)[0])
             raise ValueError(
-                f"`{name}` must be finite, got {arr[bad]!r} at index {bad}. "
+                f"`{name}` must be finite, got {float(arr[bad])!r} at index {bad}. "
                 "Pass nan_policy='omit' to drop non-finite points (the count is recorded)."
             )
         arr = arr[kept]

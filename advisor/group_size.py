@@ -47,6 +47,9 @@ _PLATEAU_SHIFT_COEFFICIENT = 0.3
 
 def _group_sizes(num_generations: Any) -> npt.NDArray[np.int64]:
     g = np.asarray(num_generations)
+    if g.dtype.kind not in "iuf":  # strings, booleans, None: a wrong type, not a bad value
+        raise TypeError(f"`num_generations` must be an integer or an array of integers, got "
+                        f"{num_generations!r}.")
     if g.dtype.kind == "f" and np.all(np.isfinite(g)) and np.all(g == np.round(g)):
         g = g.astype(np.int64)  # integral floats (e.g. a pandas column) are integers
     if g.dtype.kind not in "iu" or (g < 2).any():
@@ -57,6 +60,14 @@ def _group_sizes(num_generations: Any) -> npt.NDArray[np.int64]:
 
 def _rates(name: str, p: Any) -> FloatArray:
     return as_float_array(name, p, low=0.0, high=1.0)
+
+
+def _check_broadcast(p: FloatArray, g: npt.NDArray[np.int64]) -> None:
+    try:
+        np.broadcast_shapes(p.shape, g.shape)
+    except ValueError:
+        raise ValueError(f"`success_rate` must broadcast against `num_generations` (one rate per "
+                         f"G, or one for all), got shapes {p.shape} and {g.shape}.") from None
 
 
 def degenerate_group_probability(success_rate: Any, num_generations: Any) -> FloatArray:
@@ -77,6 +88,7 @@ def degenerate_group_probability(success_rate: Any, num_generations: Any) -> Flo
         0.4305
     """
     p, g = _rates("success_rate", success_rate), _group_sizes(num_generations)
+    _check_broadcast(p, g)
     return np.asarray(p**g + (1.0 - p) ** g, float)
 
 
@@ -131,9 +143,11 @@ def reward_variance(num_generations: Any, *, scale: float, success_rate: Any = N
     """
     check_interval("scale", scale, low=0.0, low_closed=False)
     g = _group_sizes(num_generations)
-    informative = 1.0 if success_rate is None else 1.0 - degenerate_group_probability(
-        success_rate, g)
-    return np.asarray(scale * informative / g, float)
+    if success_rate is None:
+        return np.asarray(scale / g, float)
+    p = _rates("success_rate", success_rate)
+    _check_broadcast(p, g)
+    return np.asarray(scale * (1.0 - degenerate_group_probability(p, g)) / g, float)
 
 
 def stationary_variance(problem: Any, num_generations: int, *, learning_rate: float,
@@ -156,10 +170,14 @@ def stationary_variance(problem: Any, num_generations: int, *, learning_rate: fl
         >>> round(v / 3.76e-5, 2)  # bandit-findings.md section 7: 3.76e-5
         1.0
     """
+    from advisor.bandit import BanditProblem
     from advisor.bandit import expected_update_finite_g
     from advisor.bandit import fixed_point
     from advisor.bandit import jacobian_stiffness
 
+    if not isinstance(problem, BanditProblem):
+        raise TypeError(f"`problem` must be an advisor.bandit.BanditProblem, got "
+                        f"{type(problem).__name__}.")
     if problem.n_arms != 2:
         raise ValueError(f"`problem` must have 2 arms for the exact variance, got "
                          f"{problem.n_arms}. Use reward_variance(...) for other problems.")

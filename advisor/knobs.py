@@ -329,7 +329,9 @@ def _resolve_steps_per_generation(merged: Mapping[str, Any], num_processes: int)
     if gbs % global_bs != 0:
         raise ValueError(
             f"`generation_batch_size` must be divisible by the global batch size "
-            f"(per_device_train_batch_size x num_processes = {global_bs}), got {gbs}."
+            f"(per_device_train_batch_size x num_processes = {global_bs}), got {gbs}. Use a "
+            f"multiple of {global_bs} (e.g. {max(1, round(gbs / global_bs)) * global_bs}), or "
+            "set steps_per_generation instead."
         )
     return gbs // global_bs
 
@@ -443,6 +445,10 @@ def knobs_from_config(config: GRPOConfig, *, num_processes: int | None = None) -
         >>> knobs_from_config(cfg).heavy_ball_momentum
         0.5
     """
+    if isinstance(config, Mapping):
+        raise TypeError("`config` must be a trl.GRPOConfig (or have its fields as attributes), "
+                        f"got {type(config).__name__}. For a dict of GRPOConfig-named knobs "
+                        "(e.g. trial.params) use knobs_from_params(params).")
     if num_processes is None:
         num_processes = int(getattr(config, "world_size", 1) or 1)
     params: dict[str, Any] = {}

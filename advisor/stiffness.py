@@ -55,6 +55,8 @@ _TAIL_FRACTIONS = (1e-3, 1e-2, 0.05, 0.2)  # tail windows, from most to least li
 _TAIL_MIN_POINTS = 12
 _CLEAN = 2e-3  # tail residual sd / tail amplitude below which a curve counts as noise-free
 _SATURATED_EFOLDS = 3.0  # a curve whose fitted rate * length >= 3 has done 95% of its rise
+# |frozen plateau - on-policy plateau| / on-policy rise above which a frozen curve is suspect
+_FROZEN_PLATEAU_TOLERANCE = 0.1
 _LINEARITY_SPREAD = 0.2  # (max - min)/median of K across learning rates that flags nonlinearity
 
 
@@ -73,7 +75,9 @@ class PilotCurve:
         refresh_interval: K_ref >= 1 (piecewise) or the lag d >= 1 (sliding).
         refresh_scheme: ``"piecewise"`` (TRL), ``"sliding"`` (theta_old = theta_{k-d}) or
             ``"frozen"`` (sampler held fixed: the curve measures K_c). Piecewise with
-            ``refresh_interval >= len(rewards)`` is a frozen sampler too.
+            ``refresh_interval >= len(rewards)`` is a frozen sampler too. The sampler must be
+            frozen at the converged (plateau) policy, the current policy started slightly off
+            it; a sampler frozen at the start measures another point (a warning says so).
         samples_per_step: Completions per optimizer step (recorded; None if unknown).
         seed: Seed of the run (recorded).
 
@@ -159,6 +163,7 @@ class StiffnessEstimate:
         method: ``"tail"``, ``"pinned"`` or ``"tail+pinned"`` (mixed curves).
         n_curves: Curves used.
         message: How the estimate was obtained and its caveats.
+        n_dropped_nonfinite: Non-finite rewards dropped over all curves (``nan_policy="omit"``).
 
     Example:
         >>> est = StiffnessEstimate(stiffness=0.5, stiffness_current=None,
@@ -186,6 +191,7 @@ class StiffnessEstimate:
     method: str
     n_curves: int
     message: str
+    n_dropped_nonfinite: int = 0
 
     @property
     def has_split(self) -> bool:
@@ -341,6 +347,36 @@ def _combine(values: list[float], errors: list[float]) -> tuple[float, float]:
     return mean, max(se_fit, se_between)
 
 
+def _check_pinned_plateau(plateau: float, fitted: list[float], on: list[FloatArray]) -> None:
+    """Warn when a given ``plateau`` was not used (clean tails) and contradicts their fits."""
+    tail = float(np.median(fitted))
+    rise = float(np.median([abs(tail - y[0]) for y in on]))
+    if abs(plateau - tail) > _FROZEN_PLATEAU_TOLERANCE * rise:
+        warnings.warn(
+            f"`plateau`={plateau:g} was not used: every on-policy curve has a clean tail, whose "
+            f"fits settle at {tail:.4g}, so K comes from the tails (StiffnessEstimate.plateau "
+            "still reports the given value). Check the value, or pass method='pinned' to fit "
+            "with it.", AdvisorWarning, stacklevel=3)
+
+
+def _check_frozen_plateau(i: int, plateau: float, p_star: float, on: list[FloatArray]) -> None:
+    """Warn when a frozen-sampler curve settles away from the on-policy plateau.
+
+    K_c is the current-policy part of the Jacobian AT the fixed point, so the sampler must be
+    frozen at the converged policy with the current policy perturbed from it
+    (bandit-findings.md section 3). A sampler frozen elsewhere (e.g. at the start) relaxes to
+    another plateau at another rate: K_c = 1.59 instead of 1.25 on the 2-arm reference.
+    """
+    rise = float(np.median([abs(p_star - y[0]) for y in on]))
+    if abs(plateau - p_star) > _FROZEN_PLATEAU_TOLERANCE * rise:
+        warnings.warn(
+            f"curves[{i}] (frozen sampler) settles at {plateau:.4g}, not at the on-policy "
+            f"plateau {p_star:.4g}: its sampler was not frozen at the converged policy, so its "
+            "rate is not eta*K_c at the fixed point and K_c, K_o are biased. Freeze the sampler "
+            "at the end of an on-policy run and perturb the current policy from there.",
+            AdvisorWarning, stacklevel=3)
+
+
 def _sliding_current(lam: float, eta: float, mu: float, d: int, k: float) -> float:
     """K_c from the slow root of z^{d+1} - (1+mu-eta Kc) z^d + mu z^{d-1} + eta (K - Kc) = 0."""
     z = math.exp(-lam)
@@ -404,8 +440,10 @@ def estimate_stiffness(
         raise ValueError("`curves` must share one optimizer, got "
                          f"{sorted(optimizers)}: SGD and AdamW stiffness have different units.")
     data = []
+    n_dropped = 0
     for i, c in enumerate(curves):
         y, kept = as_finite_1d(f"curves[{i}].rewards", c.rewards, nan_policy=nan_policy)
+        n_dropped += int((~kept).sum())
         if y.size < _MIN_POINTS:
             raise InsufficientDataError(
                 f"`curves[{i}].rewards` must have at least {_MIN_POINTS} finite points, got "
@@ -442,6 +480,9 @@ def estimate_stiffness(
     ses = [rates[i].se_eta_k / curves[i].learning_rate for i in on]
     k_mean, k_se = _combine(ks, ses)
     p_star = pin if pin is not None else float(np.median([rates[i].plateau for i in on]))
+    if plateau is not None and all(rates[i].method.startswith("tail") for i in on):
+        _check_pinned_plateau(plateau, [rates[i].plateau for i in on],
+                              [data[i][1] for i in on])
 
     # the split: frozen curves relax at eta*K_c; sliding-lag curves through their root
     kc_vals, kc_ses = [], []
@@ -455,6 +496,7 @@ def estimate_stiffness(
         r = rates[i] = rate_of(i, None, True)
         if c.is_frozen:
             kc, se = r.eta_k / c.learning_rate, r.se_eta_k / c.learning_rate
+            _check_frozen_plateau(i, r.plateau, p_star, [data[j][1] for j in on])
         else:
             args = (c.learning_rate, c.momentum, c.refresh_interval, k_mean)
             kc = _sliding_current(r.lam, *args)
@@ -491,4 +533,5 @@ def estimate_stiffness(
         curve_stiffness=tuple(per_curve.get(i, math.nan) for i in range(len(curves))),
         learning_rates=tuple(c.learning_rate for c in curves), linear=linear, spread=spread,
         optimizer=curves[0].optimizer, method=how, n_curves=len(used),
-        message=" ".join([f"K from {len(on)} on-policy curve(s) by {how}."] + notes))
+        message=" ".join([f"K from {len(on)} on-policy curve(s) by {how}."] + notes),
+        n_dropped_nonfinite=n_dropped)

@@ -94,6 +94,8 @@ def main() -> None:
                          lambda m, c=cond, s=scheme, lr=x["learning_rate"]: m.is_stable(
                              lr, **c, refresh_scheme=s), "+edge"))
         rows.append((f"assess_many ({label})", lambda m, p=params: m.assess_many(p), "+edge"))
+        rows.append((f"max_refresh_interval, K_ref 1..64 ({label})",
+                     lambda m, p=params: m.max_refresh_interval(p), "+edge"))
         rows.append((f"assess_many details=True: margin, regime, damping_ratio ({label})",
                      lambda m, p=params: m.assess_many(p, details=True), "+edge"))
     only = [s for s in a.only.split(",") if s]

@@ -106,3 +106,30 @@ def test_unconfirmed_configurations_fall_back_to_the_scan() -> None:
     out = critical_rate(mu, lag, refresh_scheme="sliding")
     assert np.isfinite(out).all() and (out > 0).all()
     assert not ok.all()  # (what this test is about: the fallback path runs)
+
+
+@pytest.mark.parametrize(("args", "kwargs", "error", "match"), [
+    ((1.0, 4), {}, ValueError, r"`momentum` must be a finite number in \[0, 1\), got 1"),
+    ((-0.5, 4), {}, ValueError, r"`momentum` must be a finite number in \[0, 1\)"),
+    ((float("nan"), 4), {}, ValueError, r"`momentum` must be a finite number"),
+    ((0.5, -3), {}, ValueError, r"`lag` must be a finite number in \[1, inf\].*K_ref"),
+    ((0.5, 0), {}, ValueError, r"`lag` must be a finite number in \[1, inf\]"),
+    ((0.5, -1), {"refresh_scheme": "sliding"}, ValueError, r"\[0, inf\].*sliding lag"),
+    ((0.5, 2.5), {}, ValueError, r"`lag` must be a whole number.*got 2.5"),
+    ((0.5, 4), {"current_fraction": float("inf")}, ValueError, r"`current_fraction`"),
+    (("0.5", 4), {}, TypeError, r"`momentum` must be a real number"),
+])
+def test_critical_rate_rejects_bad_input(args: tuple, kwargs: dict, error: type,
+                                          match: str) -> None:
+    with pytest.raises(error, match=match):
+        critical_rate(*args, **kwargs)
+
+
+def test_closed_form_rate_checks_and_keeps_lag_zero() -> None:
+    from advisor.stability import closed_form_rate
+
+    assert closed_form_rate(0.5, [0, 2]).tolist() == [np.inf, 0.25]  # on-policy: no bound
+    with pytest.raises(ValueError, match=r"`lag` must be a finite number in \[0, inf\]"):
+        closed_form_rate(0.5, -2)
+    with pytest.raises(ValueError, match=r"`momentum` must be a finite number in \[0, 1\)"):
+        closed_form_rate(1.2, 2)

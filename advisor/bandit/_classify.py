@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from advisor._validation import _numeric_array
 from advisor._validation import check_interval
 from advisor.bandit._kernel import FloatArray
 from advisor.dynamics import Regime
@@ -51,6 +52,8 @@ def _regime_codes(p: FloatArray, p_star: FloatArray, p0: FloatArray, dead_zone: 
 def _codes(p: FloatArray, p_star: FloatArray, p0: FloatArray, dead_zone: float = 0.01,
            tail_fraction: float = 0.1, tolerance: float = 0.01) -> npt.NDArray[np.int64]:
     """Regime codes 0..3 (index into ``_REGIMES``); chunks bound the temporaries' memory."""
+    if p.shape[0] == 0:  # no configurations: no chunks to concatenate
+        return np.zeros(0, np.int64)
     return np.concatenate([
         _regime_codes(p[i:i + 256], p_star[i:i + 256], p0[i:i + 256], dead_zone, tail_fraction,
                       tolerance)
@@ -98,7 +101,7 @@ def classify(
         >>> classify(0.8 - 0.3 * (-0.9) ** t, 0.8).value
         'oscillatory'
     """
-    p = np.asarray(reward_current, dtype=np.float64)
+    p = _numeric_array("reward_current", reward_current, "an array of rewards")
     single = p.ndim == 1
     p = np.atleast_2d(p)
     if p.ndim != 2 or p.shape[1] < 8:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from advisor._validation import _numeric_array
 from advisor._validation import check_interval
 from advisor._validation import check_options
 from advisor.bandit._kernel import FloatArray
@@ -17,12 +18,8 @@ from advisor.bandit._kernel import _softmax
 
 
 def _as_float_tuple(name: str, values: Any, *, n: int | None = None) -> tuple[float, ...]:
-    if isinstance(values, (str, bytes)) or values is None:
-        raise TypeError(f"`{name}` must be a sequence of numbers, got {type(values).__name__}.")
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a sequence of numbers, got {values!r}.") from None
+    # strings ("0", "1") and booleans are rejected, not converted (TypeError naming the entry)
+    arr = _numeric_array(name, values, "a sequence of numbers")
     if arr.ndim != 1 or (n is not None and arr.size != n):
         want = f"a 1-D sequence of length {n}" if n is not None else "a 1-D sequence"
         raise ValueError(f"`{name}` must be {want}, got shape {arr.shape}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,7 @@ import numpy.typing as npt
 from advisor.bandit._classify import classify
 from advisor.bandit._kernel import FloatArray
 from advisor.bandit._problem import BanditProblem
+from advisor.exceptions import AdvisorWarning
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,6 +77,13 @@ class BanditRun:
             >>> run.regimes()[0].value
             'monotone'
         """
+        if self.num_generations is not None:
+            warnings.warn(
+                f"regimes() of a finite-group run (num_generations={self.num_generations}): the "
+                "rules compare a noise-free trajectory with the infinite-group p*, so sampling "
+                "noise and the finite-G plateau shift make stable runs read 'divergent'. "
+                "Classify a re-run with num_generations=None instead.",
+                AdvisorWarning, stacklevel=2)
         out = classify(self.reward_current, self.p_star, self.start_reward)
         assert isinstance(out, np.ndarray)
         return out

@@ -140,6 +140,10 @@ def simulate(
                                     hint="Use None for the infinite-group expected update.")
     if seed is not None:
         seed = check_int("seed", seed, low=0)
+    if isinstance(adam_betas, (str, bytes)) or not hasattr(adam_betas, "__len__") or \
+            len(adam_betas) != 2:
+        raise TypeError(f"`adam_betas` must be a pair (beta1, beta2), got {adam_betas!r}. "
+                        "Pass e.g. adam_betas=(0.9, 0.999).")
     betas = (check_interval("adam_betas[0]", adam_betas[0], low=0.0, high=1.0, high_closed=False),
              check_interval("adam_betas[1]", adam_betas[1], low=0.0, high=1.0, high_closed=False))
     adam_eps = check_interval("adam_eps", adam_eps, low=0.0, low_closed=False)
@@ -151,7 +155,9 @@ def simulate(
     pi0 = np.repeat(_softmax(theta0[:, None]), eta.size, axis=1)
     cur, used, first_bad, final = _run(
         _Kernel.of(problem), theta0, _Optimizer(theta0, eta, mu, optimizer, betas, adam_eps),
-        _Sampler(pi0, lag, refresh_scheme), num_generations, n_steps,
+        # a lag of n_steps or more never reaches back past theta_0 (theta_j = theta_0 for j < 0):
+        # capping it keeps the sliding-lag history at n_steps + 1 entries instead of d + 1
+        _Sampler(pi0, np.minimum(lag, n_steps), refresh_scheme), num_generations, n_steps,
         np.random.default_rng(seed))
     diverged = first_bad < n_steps
     if diverged.any():

@@ -212,6 +212,11 @@ class EdgeEstimate:
                              f"got shapes {lr.shape} and {bad.shape}.")
         k = check_interval("stiffness", stiffness, low=0.0, low_closed=False)
         mu = check_interval("momentum", momentum, low=0.0, high=1.0, high_closed=False)
+        check_options("optimizer", optimizer, ("sgd", "adamw"))
+        if optimizer == "adamw" and mu != 0.0:
+            raise ValueError(f"`momentum` must be 0 with optimizer='adamw', got {momentum!r}. "
+                             "adam_beta1 is not heavy-ball momentum and does not scale the edge "
+                             "(x = eta K for AdamW); drop `momentum`.")
         rates = np.unique(lr)
         frac = np.array([bad[lr == r].mean() for r in rates])
         if not (frac >= 0.5).any():

@@ -33,14 +33,19 @@ class _StiffnessSummary:
 
 
 def _optional_float(value: Any, name: str = "value") -> float | None:
+    """``value`` as a float, None for None or non-finite; TypeError for strings and bools."""
     if value is None:
         return None
+    # strings ("0.5") and booleans (True = 1.0) are wrong types, not numbers to convert
+    bad = isinstance(value, (str, bytes, bool, np.bool_))
     try:
-        value = float(value)
+        out = math.nan if bad else float(value)
     except (TypeError, ValueError):
+        bad = True
+    if bad:
         raise TypeError(f"`{name}` must be a real number or None, got {type(value).__name__} "
-                        f"{value!r}.") from None
-    return value if math.isfinite(value) else None
+                        f"{value!r}.")
+    return out if math.isfinite(out) else None
 
 
 def _factorize(values: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
@@ -152,6 +157,9 @@ def knob_arrays(
     """
     from advisor.knobs import knobs_from_params
 
+    if not isinstance(params, Mapping):
+        raise TypeError("`params` must be a mapping of GRPOConfig-named knobs to arrays (a dict "
+                        f"or a pandas DataFrame), got {type(params).__name__}.")
     if "learning_rate" not in params:
         raise ValueError("`params` must contain 'learning_rate', got keys "
                          f"{sorted(params)!r}.")

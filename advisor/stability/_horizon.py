@@ -25,7 +25,12 @@ def _settles(a: Any, mu: Any, rc: Any, lag: Any, scheme: str, n_steps: int) -> A
     lag = lag.astype(np.int64)
     n = a.size
     c1, c0 = 1.0 + mu - a * rc, a * (1.0 - rc)
-    depth = int(lag.max(initial=0)) + 1
+    # Only the sliding lag reads the history. A lag of n_steps or more always reaches back
+    # before step 0 (e = 1 there), so capping it bounds the ring buffer by the horizon, not by
+    # d (or K_ref: a piecewise K_ref of 10^9 used to allocate 8 GB per configuration).
+    if scheme == "sliding":
+        lag = np.minimum(lag, n_steps)
+    depth = int(lag.max(initial=0)) + 1 if scheme == "sliding" else 1
     hist = np.ones((depth, n))  # ring buffer of e_k (sliding lag)
     cols = np.arange(n)
     e_prev, e, e_old = np.ones(n), np.ones(n), np.ones(n)

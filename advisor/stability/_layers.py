@@ -28,11 +28,11 @@ from advisor.stability._table import build_tables
 from advisor.stability._table import lookup
 from advisor.stability._table import table_bounds
 from advisor.stability._theory import FloatArray
+from advisor.stability._theory import _closed_form
 from advisor.stability._theory import _critical_rate
 from advisor.stability._theory import _damping_and_time
 from advisor.stability._theory import _multiplier_pair
 from advisor.stability._theory import _regime_of
-from advisor.stability._theory import closed_form_rate
 from advisor.stability._theory import critical_rate
 
 
@@ -49,6 +49,31 @@ _TABLE_CACHE_SIZE = 512  # (scheme, lag, horizon) tables kept per model
 # A table costs ~500-800 exact solves per distinct lag: with fewer distinct pairs than that,
 # solving every pair is cheaper (and exact).
 _TABLE_NODES = 800
+
+
+def _std_error(value: Any) -> float | None:
+    """``estimate.std_error``: None (absent: 0), a number >= 0, or inf/NaN (unknown: inf)."""
+    if value is None:
+        return None
+    se = _optional_float(value, "estimate.std_error")
+    if se is None:  # NaN or inf: the estimate could not state its uncertainty
+        warnings.warn(f"`estimate.std_error` is {value!r}: K's uncertainty is unknown, so the "
+                      "theory layer's probability of being stable is 0.5 at every learning "
+                      "rate (the verdicts and max_learning_rate are unchanged). Re-run "
+                      "estimate_stiffness with more or longer pilot curves to bound it.",
+                      AdvisorWarning, stacklevel=3)
+        return math.inf
+    if se < 0:
+        raise ValueError(f"`estimate.std_error` must be >= 0, got {value!r}. A "
+                         "standard error is a spread, never negative.")
+    return se
+
+
+def _probability(margin: FloatArray, sigma: Any) -> FloatArray:
+    """``Phi(margin / sigma)``; a zero sigma is a step at the edge (margin 0: unstable)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(np.asarray(sigma) > 0, margin / sigma, np.where(margin > 0, np.inf, -np.inf))
+    return np.asarray(ndtr(z), float)
 
 
 class _ModelLayers:
@@ -93,9 +118,7 @@ class _ModelLayers:
                           "assumes a pure delay (K_c = 0), which can be 2-3x off for piecewise "
                           "refresh. Add a frozen-sampler pilot to measure K_c.",
                           AdvisorWarning, stacklevel=2)
-        se = _optional_float(getattr(estimate, "std_error", None), "estimate.std_error")
-        if se is not None and se < 0:
-            raise ValueError(f"`estimate.std_error` must be >= 0, got {se!r}.")
+        se = _std_error(getattr(estimate, "std_error", None))
         if problem is not None:
             from advisor.bandit import BanditProblem
 
@@ -344,7 +367,7 @@ class _ModelLayers:
         """Per-layer bounds (arrays) for the requested method."""
         inf = np.full(mu.shape, np.inf)
         if method == "closed_form":
-            eta_t = np.asarray(closed_form_rate(mu, lag), float) / self._k
+            eta_t = np.asarray(_closed_form(mu, lag), float) / self._k
             return dict(eta_t=eta_t, sig_t=np.full(mu.shape, _THEORY_SIGMA), eta_c=inf,
                         sig_c=np.ones(mu.shape), checked=np.ones(mu.shape, bool),
                         note="the paper's closed form eta K K_ref < 1-mu")
@@ -365,7 +388,8 @@ class _ModelLayers:
         eta_max = np.minimum(b["eta_t"], b["eta_c"])
         with np.errstate(divide="ignore"):
             m_t, m_c = np.log(b["eta_t"] / lr), np.log(b["eta_c"] / lr)
-        prob = ndtr(m_t / b["sig_t"]) * np.where(np.isfinite(m_c), ndtr(m_c / b["sig_c"]), 1.0)
+        prob = _probability(m_t, b["sig_t"]) * np.where(np.isfinite(m_c),
+                                                        _probability(m_c, b["sig_c"]), 1.0)
         layer = np.array(["theory", "calibration"])[(b["eta_c"] < b["eta_t"]).view(np.int8)]
         return dict(stable=eta_max > lr, margin=np.log(eta_max / lr), probability=prob,
                     max_learning_rate=eta_max, layer=layer, note=b["note"], eta_t=b["eta_t"],

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from advisor._validation import check_int
 from advisor.dynamics import Regime
+from advisor.stability._conditions import _factorize
 from advisor.stability._conditions import _integer_lag
 from advisor.stability._conditions import condition_arrays
 from advisor.stability._conditions import knob_arrays
@@ -23,6 +24,16 @@ from advisor.stability._verdict import Verdict
 
 
 Method = Literal["auto", "theory", "exact", "closed_form", "calibrated"]
+
+
+def _as_params(params: Any) -> Any:
+    """A pandas DataFrame (columns) or Series (one row) as a dict; anything else unchanged.
+
+    Neither is a `Mapping`, yet both are the natural containers of knob configurations.
+    """
+    if isinstance(params, Mapping) or not (hasattr(params, "items") and hasattr(params, "keys")):
+        return params
+    return dict(params.items())
 
 
 class StabilityModel(_ModelLayers):
@@ -180,6 +191,7 @@ class StabilityModel(_ModelLayers):
         """`advisor.knobs.Knobs` of one configuration (learning_rate required)."""
         from advisor.knobs import knobs_from_params
 
+        params = _as_params(params)
         if isinstance(params, Mapping) and "learning_rate" not in params and \
                 "learning_rate" not in (self._defaults or {}):
             raise ValueError("`params` must contain 'learning_rate' (or the model's defaults "
@@ -246,8 +258,9 @@ class StabilityModel(_ModelLayers):
         the table is a uniform 129-node one (max error ~2%).
 
         Args:
-            params: Knob name -> array (or scalar), broadcast to one length. ``momentum`` may be
-                NaN where a configuration has no heavy-ball momentum (e.g. AdamW rows).
+            params: Knob name -> array (or scalar), broadcast to one length, or a pandas
+                DataFrame with one row per configuration. ``momentum`` may be NaN where a
+                configuration has no heavy-ball momentum (e.g. AdamW rows).
             details: Also return ``regime``, ``damping_ratio`` and ``time_constant`` (exact
                 Floquet multipliers, about 1 s per 10^6 configs).
 
@@ -265,7 +278,7 @@ class StabilityModel(_ModelLayers):
             [True, False]
         """
         lr, mu, lag, samples, n_it = knob_arrays(
-            params, defaults=self._defaults, num_processes=self._num_processes,
+            _as_params(params), defaults=self._defaults, num_processes=self._num_processes,
             optimizer=self.optimizer, check_optimizer=self._check_optimizer)
         ev = self._evaluate(lr, mu, lag, samples, n_it, exact=False)
         out = {k: ev[k] for k in ("stable", "margin", "probability", "max_learning_rate",
@@ -277,6 +290,7 @@ class StabilityModel(_ModelLayers):
 
     def _many(self, params: Mapping[str, Any], details: bool) -> dict[str, Any] | None:
         """`assess_many` output when any knob in ``params`` is an array (else None)."""
+        params = _as_params(params)
         if isinstance(params, Mapping) and any(np.ndim(v) > 0 for v in params.values()):
             return self.assess_many(params, details=details)
         return None
@@ -284,8 +298,9 @@ class StabilityModel(_ModelLayers):
     def margin(self, params: Mapping[str, Any]) -> float | FloatArray:
         """``log(max_learning_rate / learning_rate)`` of `assess`; > 0 predicted stable.
 
-        Array-valued knobs (as for `assess_many`) give an array, one margin per config; the
-        same holds for `probability_stable`, `regime`, `damping_ratio` and `time_constant`.
+        Array-valued knobs (as for `assess_many`, or a pandas DataFrame) give an array, one
+        margin per config; the same holds for `probability_stable`, `regime`, `damping_ratio`,
+        `time_constant` and `max_refresh_interval`. A pandas Series is one configuration.
 
         Example:
             >>> from types import SimpleNamespace
@@ -356,14 +371,17 @@ class StabilityModel(_ModelLayers):
         many = self._many(params, details=True)
         return self.assess(params).time_constant if many is None else many["time_constant"]
 
-    def max_refresh_interval(self, params: Mapping[str, Any], *, limit: int = 64) -> float:
+    def max_refresh_interval(self, params: Mapping[str, Any], *, limit: int = 64
+                             ) -> float | FloatArray:
         """Largest K_ref such that the configuration is stable at every K_ref up to it.
 
         The refresh interval in ``params`` is ignored; K_ref = 1 ... ``limit`` are tried at the
-        configuration's learning rate, momentum, batch and reuse.
+        configuration's learning rate, momentum, batch and reuse. Array-valued knobs (as for
+        `assess_many`) give one K_ref per configuration.
 
         Returns:
-            The K_ref (0 if unstable even on-policy; ``inf`` if stable up to ``limit``).
+            The K_ref (0 if unstable even on-policy; ``inf`` if stable up to ``limit``); an
+            array for array-valued knobs.
 
         Example:
             >>> from types import SimpleNamespace
@@ -373,6 +391,9 @@ class StabilityModel(_ModelLayers):
             6.0
         """
         limit = check_int("limit", limit, low=1)
+        params = _as_params(params)
+        if isinstance(params, Mapping) and any(np.ndim(v) > 0 for v in params.values()):
+            return self._max_refresh_many(params, limit)
         kn = self._knobs(params)
         lag = np.arange(1, limit + 1)
         mu = np.full(limit, kn.heavy_ball_momentum)
@@ -381,3 +402,43 @@ class StabilityModel(_ModelLayers):
                             np.full(limit, float(kn.num_iterations)), exact=True)
         unstable = np.flatnonzero(~ev["stable"])
         return float(unstable[0]) if unstable.size else math.inf
+
+    def _max_refresh_many(self, params: Mapping[str, Any], limit: int) -> FloatArray:
+        """`max_refresh_interval` per row: the bound at K_ref = 1..limit per distinct condition.
+
+        The bound does not depend on the learning rate, so it is evaluated once per distinct
+        (momentum, completions per step, num_iterations) and K_ref; its running minimum over
+        K_ref is non-increasing, and a row's answer is the number of K_ref it stays below.
+        """
+        lr, mu, _, samples, n_it = knob_arrays(
+            params, defaults=self._defaults, num_processes=self._num_processes,
+            optimizer=self.optimizer, check_optimizer=self._check_optimizer)
+        key = np.zeros(lr.size, np.int64)
+        for col in (mu, samples, n_it):  # one code per distinct condition (no row sort)
+            _, code = _factorize(col)
+            key = key * (int(code.max(initial=0)) + 1) + code
+        _, inverse = _factorize(key)
+        first = np.zeros(int(inverse.max(initial=-1)) + 1, np.int64)
+        first[inverse[::-1]] = np.arange(lr.size)[::-1]  # one representative row per condition
+        cond = np.column_stack([mu, samples, n_it])[first]
+        n_cond = cond.shape[0]
+        bound = np.empty((n_cond, limit))
+        # passes of <= 2^20 (condition, K_ref) rows bound the memory; strided, so that every
+        # pass spans the whole momentum range and the model's momentum tables are built once
+        n_pass = -(-n_cond * limit // (1 << 20))
+        for p in range(n_pass):
+            sel = slice(p, None, n_pass)
+            part = cond[sel]
+            rep = np.repeat(part, limit, axis=0)
+            ev = self._evaluate(np.ones(rep.shape[0]), rep[:, 0],
+                                np.tile(np.arange(1, limit + 1), part.shape[0]), rep[:, 1],
+                                rep[:, 2], exact=n_cond * limit <= 4096)
+            bound[sel] = ev["max_learning_rate"].reshape(-1, limit)
+        bound = np.minimum.accumulate(bound, axis=1)
+        # stable at K_ref = 1..j  <=>  lr < min(bound[:j]); count those j per row
+        inverse = inverse.ravel()
+        n_ok = np.empty(lr.size)
+        for i in range(0, lr.size, 1 << 16):  # blocks of rows bound the (rows, limit) temporary
+            rows = slice(i, i + (1 << 16))
+            n_ok[rows] = (bound[inverse[rows]] > lr[rows, None]).sum(axis=1)
+        return np.where(n_ok >= limit, math.inf, n_ok)

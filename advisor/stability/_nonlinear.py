@@ -8,11 +8,13 @@ problem is known, its mean-field reduction is simulated instead (milliseconds pe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from advisor.dynamics import Regime
+from advisor.exceptions import AdvisorWarning
 from advisor.stability._theory import FloatArray
 
 
@@ -132,6 +134,16 @@ def simulated_edge(problem: Any, mu: FloatArray, lag: Any, *, scheme: str, eta_l
         ext &= np.maximum.accumulate(~ext, axis=1)
         ext[never, 0] = True
         bad[low] = ext
+        if never.any():
+            i = int(low[np.flatnonzero(never)[0]])
+            warnings.warn(
+                f"No simulated run of the bandit settled within {n_steps} steps at any learning "
+                f"rate for {int(never.sum())} configuration(s) (e.g. momentum {m[i]:g}, "
+                f"{'K_ref' if scheme == 'piecewise' else 'lag'} {int(g[i])}): their bound is "
+                f"the bottom of the scan ({grid[i, 0]:.3g}), i.e. nothing is called stable. A "
+                "sampler never refreshed within the run, or momentum so close to 1 that no run "
+                "settles in time, does this; raise simulation_steps if the run is longer.",
+                AdvisorWarning, stacklevel=5)
     first = np.where(bad.any(1), bad.argmax(1), n)
     result = np.where(first == n, hi, grid[:, 0])
     rows = np.flatnonzero((first > 0) & (first < n))

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from advisor._validation import as_float_array
 from advisor._validation import check_int
 from advisor._validation import check_interval
 from advisor._validation import check_options
@@ -330,7 +331,25 @@ def critical_rate(
     check_options("refresh_scheme", refresh_scheme, ("piecewise", "sliding"))
     rtol = check_interval("rtol", rtol, low=1e-13, high=0.1)
     n_steps = None if horizon_steps is None else check_int("horizon_steps", horizon_steps, low=1)
-    return _critical_rate(momentum, lag, current_fraction, refresh_scheme, n_steps, rtol)
+    mu, lag_arr = _check_momentum_lag(momentum, lag, 1 if refresh_scheme == "piecewise" else 0)
+    rc = as_float_array("current_fraction", current_fraction,
+                        hint="It is K_c / K of the stiffness estimate.")
+    return _critical_rate(mu, lag_arr, rc, refresh_scheme, n_steps, rtol)
+
+
+def _check_momentum_lag(momentum: Any, lag: Any, low: int, what: str = ""
+                        ) -> tuple[FloatArray, FloatArray]:
+    """Momentum in [0, 1) and an integer-valued lag >= ``low``, as float arrays."""
+    mu = as_float_array("momentum", momentum, low=0.0, high=1.0, high_closed=False,
+                        hint="Heavy-ball momentum; for AdamW pass 0 (adam_beta1 does not enter).")
+    what = what or ("refresh interval K_ref" if low == 1 else "sliding lag d")
+    lag_arr = as_float_array("lag", lag, low=float(low), hint=f"It is the {what}.")
+    if not np.all(lag_arr == np.rint(lag_arr)):
+        flat = lag_arr.ravel()
+        bad = float(flat[np.flatnonzero(flat != np.rint(flat))[0]])
+        raise ValueError(f"`lag` must be a whole number of optimizer steps, got {bad:g}. Round "
+                         f"the {what} yourself (up is the cautious choice).")
+    return mu, lag_arr
 
 
 def _critical_rate(momentum: Any, lag: Any, current_fraction: Any, refresh_scheme: str,
@@ -367,6 +386,12 @@ def closed_form_rate(momentum: Any, lag: Any) -> FloatArray:
         >>> round(float(closed_form_rate(0.8, 4)[()]), 6)
         0.05
     """
+    return _closed_form(*_check_momentum_lag(momentum, lag, 0,
+                                             "refresh interval K_ref (0: on-policy)"))
+
+
+def _closed_form(momentum: Any, lag: Any) -> FloatArray:
+    """`closed_form_rate` without validation (the model's already checked arrays)."""
     mu, lag_arr = np.broadcast_arrays(np.asarray(momentum, float), np.asarray(lag, float))
     with np.errstate(divide="ignore"):
         return np.where(lag_arr > 0, (1.0 - mu) / np.where(lag_arr > 0, lag_arr, 1.0), np.inf)

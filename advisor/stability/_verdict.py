@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 from typing import Literal
 
+from advisor._validation import finite_json
 from advisor.dynamics import Regime
 
 
@@ -44,7 +45,9 @@ class Verdict:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (the regime as its string value)."""
+        """Strict-JSON dictionary: the regime as its string value, non-finite numbers (the
+        infinite damping ratio of a first-order mode, the time constant of an unstable one) as
+        None, as `advisor._validation.finite_json` does for every JSON output."""
         out = dataclasses.asdict(self)
         out["regime"] = self.regime.value
-        return out
+        return dict(finite_json(out))
