@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize
+from scipy import special
 from scipy import stats
 
 from advisor import _trajectory_models as models
@@ -236,3 +237,149 @@ def prediction_band(model: str, t: FloatArray, y: FloatArray, plateau: float | N
         high = np.maximum(high, np.where(inside, f + half, -np.inf).max(axis=0,
                                                                         initial=-np.inf))
     return low, high
+
+
+# rate posterior of the one-rate models: nodes per pass, passes (each zooms into the region of
+# non-negligible posterior), and the log-density span kept when zooming
+_POST_NODES = 64
+_POST_COARSE = 32  # nodes of the zooming passes
+_POST_PASSES = 3
+_POST_SPAN = 30.0
+_POST_STEP = 1e-4  # finite-difference step of the basis in the log-rate
+
+
+@dataclass(frozen=True)
+class RatePosterior:
+    """Posterior of a one-rate model on a grid of log-rate nodes (``models.nonlinear`` column).
+
+    ``weight`` (g,) sums to 1; for fixed rate the linear parameters are Student-t with
+    ``nu`` degrees of freedom, centre ``coef`` (g, r, 1) and scale matrix ``s2 * inv``.
+    """
+
+    nl: FloatArray
+    weight: FloatArray
+    coef: FloatArray
+    inv: FloatArray
+    s2: FloatArray
+    nu: int
+
+
+def rate_posterior(model: str, t: FloatArray, y: FloatArray, plateau: float | None,
+                   theta_hat: FloatArray, inflate: float, mu: float = 0.0
+                   ) -> RatePosterior | None:
+    """Posterior of the rate of a one-rate model (exponential, heavy_ball) on a node grid.
+
+    Prior: flat in the linear parameters (plateau, start) and in log sigma; for the log-rate
+    theta, Jeffreys' prior given them, the root of the rate's Fisher information with the
+    linear parameters profiled out: pi(theta) ~ ||(I - H) dPhi/dtheta|| (H the hat matrix
+    of the linear columns). It depends on the steps only, not on the rewards, is invariant
+    to how the rate is parameterised, and vanishes where the rate is not identified: at
+    rates so slow that the curve over the data is a polynomial trend, whose plateau the data
+    do not bound (a flat prior in the log-rate puts most of its mass there and the plateau
+    runs away). Posterior density of theta, with the linear parameters and sigma integrated
+    out: SSE(theta)^(-nu/2) det(X^T X)^(-1/2) pi(theta), nu = n - r (r linear columns).
+    Independent noise is assumed here (the autocorrelation ``inflate`` widens only the
+    Student-t scales): tempering the likelihood by it made the posterior of a noise-free
+    fit, whose rounding residuals are autocorrelated (inflation ~900), nearly flat.
+    Nodes: a uniform grid over the box of :func:`advisor._trajectory_models.bounds`, zoomed
+    twice into the region within e^-30 of the highest density, the last grid aligned on the
+    fitted rate (so that a noise-free curve's posterior is its fit). None when no node has a
+    finite density (rewards that overflow the least squares).
+    """
+    target = y if plateau is None else y - plateau
+    floor = sse_floor(y)
+    lo, hi = models.bounds(model, max(float(t.max()), 1.0), mu)
+    lo_, hi_ = float(lo[0]), float(hi[0])
+
+    r = 1 + (plateau is None)
+    nu = max(y.size - r, 1)
+
+    def evaluate(nodes: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        nl = nodes[:, None]
+        # forward difference (backward at the upper bound): relative error ~1e-4 in pi
+        step = np.where(nl + _POST_STEP <= hi_, _POST_STEP, -_POST_STEP)
+        parts = []
+        for rows in _chunks(nl.shape[0], t.size, 2 * r + 1):
+            B = models.basis(model, nl[rows], t, mu)
+            d = (models.basis(model, nl[rows] + step[rows], t, mu) - B)[..., 0] / step[rows]
+            X = B if plateau is not None else np.concatenate([np.ones(B.shape[:2] + (1,)), B],
+                                                             2)
+            Xt = X.transpose(0, 2, 1)
+            XtX = Xt @ X
+            ridge = 1e-12 * np.trace(XtX, axis1=1, axis2=2)[:, None, None] * np.eye(r)
+            inv = np.linalg.inv(XtX + ridge)
+            coef = inv @ (Xt @ target)[..., None]
+            sse = np.sum((target - (X @ coef)[..., 0]) ** 2, axis=1)
+            proj = X @ (inv @ (Xt @ d[..., None]))
+            info = np.linalg.norm(d - proj[..., 0], axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lw = (-nu / 2 * np.log(np.maximum(sse, floor))
+                      + 0.5 * np.linalg.slogdet(inv)[1] + np.log(info))
+            parts.append((np.where(np.isfinite(lw), lw, -np.inf), sse, coef, inv))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore
+
+    nodes = np.linspace(lo_, hi_, _POST_COARSE)
+    for i in range(_POST_PASSES - 1):
+        lw = evaluate(nodes)[0]
+        if not np.isfinite(lw).any():
+            break
+        keep = np.flatnonzero(lw >= lw.max() - _POST_SPAN)
+        a, b = nodes[max(keep[0] - 1, 0)], nodes[min(keep[-1] + 1, nodes.size - 1)]
+        nodes = np.linspace(a, b, _POST_NODES if i == _POST_PASSES - 2 else _POST_COARSE)
+    # last grid: the same spacing, shifted onto the fitted rate (kept inside the box)
+    centre = float(models.nonlinear(model, theta_hat)[0])
+    h = (nodes[-1] - nodes[0]) / max(nodes.size - 1, 1)
+    if h > 0 and nodes[0] <= centre <= nodes[-1]:
+        k = np.arange(math.floor((nodes[0] - centre) / h), math.ceil((nodes[-1] - centre) / h)
+                      + 1)
+        nodes = np.clip(centre + h * k, lo_, hi_)
+        nodes = np.unique(nodes)
+    lw, sse, coef, inv = evaluate(nodes)
+    if not np.isfinite(lw).any():
+        return None
+    edges = np.concatenate([nodes[:1], (nodes[1:] + nodes[:-1]) / 2, nodes[-1:]])
+    width = np.diff(edges) if nodes.size > 1 else np.ones(1)
+    w = np.exp(lw - lw.max()) * width
+    w /= w.sum()
+    return RatePosterior(nodes[:, None], w, coef, inv, np.maximum(sse, floor) / nu * inflate,
+                         nu)
+
+
+def posterior_median(model: str, post: RatePosterior, t_new: FloatArray,
+                     plateau: float | None, mu: float = 0.0) -> FloatArray:
+    """Posterior median of the mean reward at ``t_new`` (a mixture of Student-t over nodes).
+
+    For a fixed rate the mean reward at a step is linear in the linear parameters, so it is
+    Student-t (centre f_g, scale s_g sqrt(x^T (X^T X)^-1 x)); the mixture's median lies between
+    the smallest and the largest centre and is found there by Newton's method on the mixture's
+    CDF, safeguarded by bisection, to 1e-10 of the largest |centre|.
+    """
+    keep = post.weight > 1e-12 * post.weight.max()
+    w, nl = post.weight[keep], post.nl[keep]
+    B = models.basis(model, nl, t_new, mu)
+    Xn = B if plateau is not None else np.concatenate([np.ones(B.shape[:2] + (1,)), B], 2)
+    loc = (Xn @ post.coef[keep])[..., 0] + (0.0 if plateau is None else plateau)
+    lev = np.sum((Xn @ post.inv[keep]) * Xn, axis=2)
+    scale = np.sqrt(post.s2[keep][:, None] * np.maximum(lev, 0.0))
+    low, high = loc.min(axis=0), loc.max(axis=0)
+    if w.size == 1:
+        return loc[0]
+    tol = 1e-10 * max(float(np.abs(loc).max()), 1e-300)
+    safe = np.where(scale > 0, scale, 1.0)
+    nu = post.nu
+    c = math.exp(special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2)) / math.sqrt(nu * math.pi)
+    v = np.clip(w @ loc, low, high)
+    for _ in range(100):  # Newton on the mixture CDF, kept inside the bracket by bisection
+        z = (v - loc) / safe
+        cdf = np.where(scale > 0, special.stdtr(nu, z), (z >= 0).astype(np.float64))
+        excess = w @ cdf - 0.5
+        density = w @ np.where(scale > 0, c * (1 + z * z / nu) ** (-(nu + 1) / 2) / safe, 0.0)
+        low, high = np.where(excess < 0, v, low), np.where(excess < 0, high, v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = v - excess / density
+        step = np.where((step > low) & (step < high), step, 0.5 * (low + high))
+        done = (np.abs(step - v) <= tol) | (high - low <= tol)
+        v = step
+        if np.all(done):
+            break
+    return v

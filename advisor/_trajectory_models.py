@@ -73,6 +73,23 @@ def phi_heavy_ball(t: FloatArray, a: FloatArray, mu: float) -> FloatArray:
     z^2 - (1 + mu - a) z + mu. Valid for a <= 1 + mu (non-negative real or complex roots), where
     the same formula also interpolates between integer steps.
     """
+    a = np.asarray(a)
+    if np.ndim(t) == 1 and a.ndim == 2 and a.shape[1] == 1 and a.shape[0] > 1:
+        # one a per row: evaluate only the branch (real or complex roots) each row needs (the
+        # same values as below, half the transcendental work)
+        b = 1.0 + mu - a[:, 0]
+        disc = b * b - 4.0 * mu
+        real_rows = (np.abs(disc) <= 1e-12 * (1 + b * b)) | (disc >= 0)
+        out = np.empty((a.shape[0], np.size(t)))
+        for rows in (real_rows, ~real_rows):
+            if rows.any():
+                out[rows] = _phi_heavy_ball_rows(t, a[rows], mu)
+        return out
+    return _phi_heavy_ball_rows(t, a, mu)
+
+
+def _phi_heavy_ball_rows(t: FloatArray, a: FloatArray, mu: float) -> FloatArray:
+    """:func:`phi_heavy_ball` on any broadcasting shapes (both branches, picked per element)."""
     b = 1.0 + mu - a
     disc = b * b - 4.0 * mu
     disc = np.where(np.abs(disc) <= 1e-12 * (1 + b * b), 0.0, disc)  # double root (critical)
@@ -92,6 +109,10 @@ def phi_heavy_ball(t: FloatArray, a: FloatArray, mu: float) -> FloatArray:
         def h_complex(j: FloatArray) -> FloatArray:
             return mu ** (j / 2) * np.sin((j + 1) * th) / np.sin(th)
 
+        if np.all(disc >= 0):
+            return np.asarray(h_real(t) - mu * h_real(t - 1))
+        if not np.any(disc >= 0):
+            return np.asarray(h_complex(t) - mu * h_complex(t - 1))
         real = h_real(t) - mu * h_real(t - 1)
         cplx = h_complex(t) - mu * h_complex(t - 1)
     return np.where(disc >= 0, real, cplx)

@@ -68,6 +68,8 @@ _ZETA_SECOND_CROSSING = 0.591
 _BAND_AICC = 6.0
 # AICc units within which the model with fewer parameters is preferred (see _select)
 _SELECT_AICC = 0.5
+# models with one nonlinear parameter (the rate): predict() reports their posterior median
+_ONE_RATE = ("exponential", "heavy_ball")
 
 
 class Regime(str, Enum):
@@ -371,6 +373,8 @@ class TrajectoryFit:
     _data: tuple[FloatArray, FloatArray, float | None] = field(repr=False)
     _solutions: dict[str, tuple[FloatArray, FloatArray]] = field(repr=False)
     _inflate: float = field(repr=False)
+    # the rate posterior of predict(), computed once per fit (one-rate models)
+    _posterior: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def time_constant(self) -> float:
@@ -397,13 +401,21 @@ class TrajectoryFit:
                 seed: int | None = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Mean reward at ``steps`` and a prediction interval for a logged reward there.
 
-        ``mean`` is the reported model's curve. The interval is a profile-likelihood
-        prediction interval of a new logged reward (it covers a noisy observation, not only
-        the mean): every value whose best fit, over the rates and the linear parameters, stays
-        within the Student-t threshold of the best fit; it reduces to the exact t interval for
-        a linear model and keeps the skewed uncertainty of a rate seen over a short prefix.
-        It is the union over the reported model and the candidates within 6 AICc units of the
-        best (two_timescale only when reported).
+        ``mean`` is the point prediction of the mean reward. For the one-rate models
+        (exponential, heavy_ball) it is the posterior median, the rate integrated over its
+        posterior (flat prior on the plateau and the start, Jeffreys' prior on the rate; see
+        `advisor._trajectory_fit.rate_posterior`): it equals the fitted curve where the data
+        pin the rate, and it does not swing with the least-squares rate where they do not
+        (on a prefix with 1-1.5 e-folds the plateau extrapolated by least squares has heavy
+        tails). For the oscillator and two_timescale it is the reported model's curve; the
+        fitted parameters and R^2 are least squares for every model.
+
+        The interval is a profile-likelihood prediction interval of a new logged reward (it
+        covers a noisy observation, not only the mean): every value whose best fit, over the
+        rates and the linear parameters, stays within the Student-t threshold of the best fit;
+        it reduces to the exact t interval for a linear model and keeps the skewed uncertainty
+        of a rate seen over a short prefix. It is the union over the reported model and the
+        candidates within 6 AICc units of the best (two_timescale only when reported).
 
         Args:
             steps: Steps to predict at, shape (m,).
@@ -427,11 +439,19 @@ class TrajectoryFit:
         t_new = np.atleast_1d(as_float_array(
             "steps", steps, low=0.0, hint="Training starts at step 0 (as in the fit)."))
         mu = 0.0 if self.momentum is None else self.momentum
-        mean = _models.evaluate(self.model, self._theta, t_new, mu)
+        t, y, pinned = self._data
+        if self.model in _ONE_RATE and "rate" not in self._posterior:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._posterior["rate"] = _fitting.rate_posterior(
+                    self.model, t, y, pinned, self._theta, self._inflate, mu)
+        post = self._posterior.get("rate")
+        if post is not None:
+            mean = _fitting.posterior_median(self.model, post, t_new, pinned, mu)
+        else:  # two-rate models, or no finite posterior density (overflowing rewards)
+            mean = _models.evaluate(self.model, self._theta, t_new, mu)
         rng = np.random.default_rng(seed)
         best = min(self.candidates.values())
         low, high = np.full(t_new.size, np.inf), np.full(t_new.size, -np.inf)
-        t, y, pinned = self._data
         for m, (theta, cov) in self._solutions.items():
             # two_timescale is pooled only when reported: on shorter curves its rates are
             # barely identified and its band would swamp the others
