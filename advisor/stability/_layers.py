@@ -30,8 +30,8 @@ from advisor.stability._table import table_bounds
 from advisor.stability._theory import FloatArray
 from advisor.stability._theory import _closed_form
 from advisor.stability._theory import _critical_rate
-from advisor.stability._theory import _damping_and_time
-from advisor.stability._theory import _multiplier_pair
+from advisor.stability._theory import _damping_and_time_log
+from advisor.stability._theory import _log_multiplier_pair
 from advisor.stability._theory import _regime_of
 from advisor.stability._theory import critical_rate
 
@@ -397,8 +397,8 @@ class _ModelLayers:
 
     def _details(self, lr: FloatArray, mu: FloatArray, lag: Any, stable: Any
                  ) -> tuple[npt.NDArray[np.object_], FloatArray, FloatArray]:
-        z1, z2 = _multiplier_pair(lr * self._k, mu, self._rc, lag)
-        zeta, tau = _damping_and_time(z1, z2)
+        s1, s2 = _log_multiplier_pair(lr * self._k, mu, self._rc, lag)
+        zeta, tau = _damping_and_time_log(s1, s2)
         return _regime_of(zeta, stable), zeta, tau
 
     def to_dict(self) -> dict[str, Any]:

@@ -415,12 +415,18 @@ def _damping_and_time(z_dom: Any, z_sub: Any) -> tuple[FloatArray, FloatArray]:
     real positive ones give the overdamped ``zeta = -(s1 + s2) / (2 sqrt(s1 s2)) >= 1``
     (``inf`` for a first-order mode). The time constant is ``-1 / ln|z_dom|``.
     """
-    z1, z2 = np.asarray(z_dom, np.complex128), np.asarray(z_sub, np.complex128)
     with np.errstate(all="ignore"):
-        s1 = np.log(z1)
+        return _damping_and_time_log(np.log(np.asarray(z_dom, np.complex128)),
+                                     np.log(np.asarray(z_sub, np.complex128)))
+
+
+def _damping_and_time_log(s1: Any, s2: Any) -> tuple[FloatArray, FloatArray]:
+    """`_damping_and_time` from the logarithms ``s = ln z`` of the two multipliers."""
+    s1, s2 = np.asarray(s1, np.complex128), np.asarray(s2, np.complex128)
+    with np.errstate(all="ignore"):
         osc = np.abs(s1.imag) > 1e-12
         zeta_osc = -s1.real / np.abs(s1)
-        l1, l2 = np.log(np.abs(z1)), np.log(np.abs(z2))
+        l1, l2 = s1.real, s2.real
         zeta_real = np.where(np.isfinite(l2), -(l1 + l2) / (2.0 * np.sqrt(l1 * l2)), np.inf)
         zeta = np.where(osc, zeta_osc, zeta_real)
         tau = np.where(l1 < 0, -1.0 / l1, np.inf)
@@ -435,6 +441,16 @@ def _multiplier_pair(
     lam1, lam2 = _piecewise_pair(a, mu, rc, lag)
     with np.errstate(all="ignore"):
         return lam1 ** (1.0 / lag), lam2 ** (1.0 / lag)
+
+
+def _log_multiplier_pair(
+    a: Any, mu: Any, rc: Any, lag: Any
+) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+    """Logarithms ``ln(lambda) / K_ref`` of `_multiplier_pair` (no complex powers: faster)."""
+    a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
+    lam1, lam2 = _piecewise_pair(a, mu, rc, lag)
+    with np.errstate(all="ignore"):
+        return np.log(lam1) / lag, np.log(lam2) / lag
 
 
 def _regime_of(zeta: FloatArray, stable: Any) -> npt.NDArray[np.object_]:
