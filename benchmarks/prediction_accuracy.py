@@ -40,12 +40,18 @@ false-safe = share of the configurations called stable that diverge; false-prune
 truly stable configurations called unstable (islands included); median |eta*_pred / eta*_true - 1|
 over the lags with a finite true edge. Targets (model): accuracy without islands >= 97%,
 false-safe <= 2%, median |threshold error| <= 5% in every cell. The island share is printed per
-cell, and the all-points accuracy next to it.
+cell, and the all-points accuracy next to it. The **slow** share (column after islands) counts
+grid points that read divergent only because they are still crawling toward p* when the horizon
+ends (finite, never farther from p* than the start, below the lag's lowest settled rate: a
+metastable plateau or a mode far softer than the measured K, small-beta problems); the pass
+criterion keeps them, and a closing line scores the cells with them set apart.
 
 Run: PYTHONPATH=. python benchmarks/prediction_accuracy.py            (reference problems)
      PYTHONPATH=. python benchmarks/prediction_accuracy.py --seed 7   (three random problems)
      PYTHONPATH=. python benchmarks/prediction_accuracy.py --seed 7 --kind hard   (other kinds:
-     mean-only advantage, 6-8 arms, hard prompts, a wider beta range; see `Args.kind`)
+     mean-only advantage, 6-8 arms, hard prompts, a wider beta range; session 4 added small
+     beta, PPO clip, TRL-like defaults, 10-16 arms, 0/1 rewards with several arms, the logprob
+     and stale surrogates and very hard prompts; see `Args.kind`)
 Each run takes about 3-4 minutes on 2 shared cores and ends with a per-method summary table.
 """
 
@@ -79,9 +85,18 @@ class Args:
     """draw unseen random problems with this seed (None: reference, hard prompt, five arms)"""
     n_problems: int = 3
     """random problems drawn with --seed"""
+    no_problem: int = 0
+    """1: build the model without the bandit (`problem=None`), as for a real TRL run: the exact
+    linear test and the safety factor, no simulation (the ground truth is unchanged)"""
+    only: int = -1
+    """evaluate only random problem #only of the draw (-1: all), to reproduce one problem"""
     kind: str = "mixed"
     """random problem kind: mixed (2, 3 or 5 arms), mean (Dr GRPO mean-only advantage), arms
-    (6-8 arms), hard (2-arm hard prompt, reference success 0.01-0.3), beta (beta 0.2-8)"""
+    (6-8 arms), hard (2-arm hard prompt, reference success 0.01-0.3), beta (beta 0.2-8);
+    session-4 kinds: smallbeta (beta 0.01-0.2), clip (PPO clip 0.1-0.3, std_eps 1e-4), trl
+    (TRL-like: clip 0.2, std_eps 1e-4, beta 0.01-0.1), many (10-16 arms), binary (3-8 arms with
+    0/1 rewards), surrogate (logprob or stale surrogate), veryhard (2 arms, reference success
+    0.005-0.05, beta 0.05-3)"""
     momenta: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
     """heavy-ball momenta"""
     max_lag: int = 32
@@ -112,7 +127,8 @@ def reference_problems() -> dict[str, BanditProblem]:
             "5-arm real reward": BanditProblem.five_arm()}
 
 
-KINDS = ("mixed", "mean", "arms", "hard", "beta")
+KINDS = ("mixed", "mean", "arms", "hard", "beta",
+         "smallbeta", "clip", "trl", "many", "binary", "surrogate", "veryhard")
 
 
 def random_problem(rng: np.random.Generator, kind: str = "mixed") -> BanditProblem:
@@ -124,7 +140,9 @@ def random_problem(rng: np.random.Generator, kind: str = "mixed") -> BanditProbl
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}.")
     while True:
-        if kind == "hard":
+        if kind in _NEW_KINDS:
+            problem = _new_kind_problem(rng, kind)
+        elif kind == "hard":
             p_ref = float(10 ** rng.uniform(np.log10(0.01), np.log10(0.3)))
             rewards = [0.0, 1.0]
             problem = BanditProblem(rewards=rewards, ref_probs=(1 - p_ref, p_ref),
@@ -143,8 +161,53 @@ def random_problem(rng: np.random.Generator, kind: str = "mixed") -> BanditProbl
             p_star = fixed_point(problem)[1]
         except AdvisorError:
             continue
-        if abs(p_star - problem.start_reward) > 0.05 * np.ptp(rewards):
+        if abs(p_star - problem.start_reward) > 0.05 * np.ptp(problem.rewards):
             return problem
+
+
+_NON_DEFAULT = (("advantage", "std"), ("surrogate", "ratio"), ("clip", None), ("std_eps", 0.0))
+_NEW_KINDS = ("smallbeta", "clip", "trl", "many", "binary", "surrogate", "veryhard")
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(10 ** rng.uniform(np.log10(lo), np.log10(hi)))
+
+
+def _new_kind_problem(rng: np.random.Generator, kind: str) -> BanditProblem:
+    """One draw of the session-4 kinds (what a reviewer might generate beyond the first five).
+
+    beta = 0 cannot be expressed: without a KL term the policy saturates, there is no interior
+    fixed point and no stiffness, so neither the model nor the ground truth's classification
+    (relative to p*) is defined.
+    """
+    if kind == "veryhard":
+        p_ref = _log_uniform(rng, 0.005, 0.05)
+        return BanditProblem(rewards=[0.0, 1.0], ref_probs=(1 - p_ref, p_ref),
+                             beta=_log_uniform(rng, 0.05, 3.0))
+    if kind == "many":
+        n = int(rng.integers(10, 17))
+    elif kind == "binary":
+        n = int(rng.integers(3, 9))
+    else:
+        n = int(rng.choice([2, 3, 5]))
+    if kind == "binary":
+        n_good = int(rng.integers(1, n))
+        rewards = [0.0] * (n - n_good) + [1.0] * n_good
+    else:
+        rewards = [0.0, 1.0] if n == 2 else sorted(rng.uniform(0, 1, n).tolist())
+    ref = np.maximum(rng.dirichlet(np.full(n, 1.5)), 0.02 if n <= 8 else 0.005)
+    extra: dict = {}
+    beta = _log_uniform(rng, 0.5, 3.0)
+    if kind == "smallbeta":
+        beta = _log_uniform(rng, 0.01, 0.2)
+    elif kind == "clip":
+        extra = dict(clip=float(rng.uniform(0.1, 0.3)), std_eps=1e-4)
+    elif kind == "trl":
+        beta = _log_uniform(rng, 0.01, 0.1)
+        extra = dict(clip=0.2, std_eps=1e-4)
+    elif kind == "surrogate":
+        extra = dict(surrogate=str(rng.choice(["logprob", "stale"])))
+    return BanditProblem(rewards=rewards, ref_probs=tuple(ref / ref.sum()), beta=beta, **extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,9 +235,9 @@ def measure_stiffness(problem: BanditProblem, n_steps: int):  # type: ignore[no-
     for _ in range(4):
         lag = simulate(problem, learning_rate=eta, refresh_interval=4, refresh_scheme="sliding",
                        n_steps=n_steps)
-        split = PilotCurve(rewards=lag.reward_used[0], learning_rate=eta, refresh_interval=4,
-                           refresh_scheme="sliding")
-        if not lag.diverged[0]:
+        if not lag.diverged[0]:  # (a blown-up pilot is not a PilotCurve: NaN tail)
+            split = PilotCurve(rewards=lag.reward_used[0], learning_rate=eta, refresh_interval=4,
+                               refresh_scheme="sliding")
             try:
                 return estimate_stiffness(curves + [split])
             except AdvisorError:
@@ -211,6 +274,18 @@ def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untype
     # islands: stable runs above the first divergent lr of their lag (parametric resonance,
     # nonlinear re-stabilisation); a threshold ignores them, as `empirical_threshold` does
     island = ~diverged & (eta_grid >= true_edge[:, None])
+    # slow: read divergent, but finite, never farther from p* than the start and below the
+    # lag's lowest settled grid rate: runs still crawling toward p* when the horizon ends (a
+    # metastable plateau, a mode far softer than the measured K). A threshold calls them
+    # stable by construction; reported, and scored apart ("settled"), not excluded from the
+    # pass criterion
+    p_cur = run.reward_current.reshape(*eta_grid.shape, -1)
+    with np.errstate(invalid="ignore"):
+        bounded = np.all(np.abs(p_cur - p_star) <= 1.01 * abs(p0 - p_star), axis=2)
+    settled = ~diverged
+    first_settled = np.where(settled.any(1), settled.argmax(1), eta_grid.shape[1])
+    below = np.arange(eta_grid.shape[1])[None, :] < first_settled[:, None]
+    slow = diverged & bounded & below
     out = {}
     for name, method in METHODS.items():
         pred = model.max_learning_rate(momentum=mu, refresh_interval=lags,
@@ -224,6 +299,10 @@ def cell_metrics(problem, model, k, mu, scheme, args):  # type: ignore[no-untype
             accuracy=float(np.mean(right)),
             edge_accuracy=float(np.mean(right[~island])),
             islands=float(np.mean(island)),
+            slow=float(np.mean(slow)),
+            settled_accuracy=float(np.mean(right[~island & ~slow])),
+            settled_false_safe=float(np.sum(called_stable & diverged & ~slow)
+                                     / max((called_stable & ~slow).sum(), 1)),
             false_safe=float(np.sum(called_stable & diverged) / max(called_stable.sum(), 1)),
             false_prune=float(np.sum(~called_stable & ~diverged) / max((~diverged).sum(), 1)),
             threshold_error=float(np.median(err)) if err.size else float("nan"),
@@ -313,8 +392,10 @@ def refine_edge(problem, edge, low, mu, lags, scheme, n_steps):  # type: ignore[
     return out
 
 
-def passes(m: dict) -> bool:
-    return (m["edge_accuracy"] >= TARGETS["accuracy"] and m["false_safe"] <= TARGETS["false_safe"]
+def passes(m: dict, settled: bool = False) -> bool:
+    acc, fs = ("settled_accuracy", "settled_false_safe") if settled else \
+        ("edge_accuracy", "false_safe")
+    return (m[acc] >= TARGETS["accuracy"] and m[fs] <= TARGETS["false_safe"]
             and not m["threshold_error"] > TARGETS["threshold_error"])
 
 
@@ -336,6 +417,8 @@ if __name__ == "__main__":
     t_start = time.time()
     label_of_run = "reference problems" if args.seed is None else f"seed {args.seed}" + (
         "" if args.kind == "mixed" else f", kind {args.kind}")
+    if args.no_problem:
+        label_of_run += ", model without the bandit (--no-problem 1)"
     if args.seed is None:
         problems = reference_problems()
     else:
@@ -343,6 +426,8 @@ if __name__ == "__main__":
         tag = "" if args.kind == "mixed" else f", {args.kind}"
         problems = {f"random #{i} (seed {args.seed}{tag})": random_problem(rng, args.kind)
                     for i in range(args.n_problems)}
+        if args.only >= 0:
+            problems = {k: v for i, (k, v) in enumerate(problems.items()) if i == args.only}
 
     # ------------------------------------------------------------------------------------------
     # MEASURE AND PREDICT
@@ -354,13 +439,16 @@ if __name__ == "__main__":
             est = measure_stiffness(problem, args.pilot_steps)
         oracle = jacobian_stiffness(problem)
         print(f"\n## {label}: rewards={np.round(problem.rewards, 3).tolist()} "
-              f"ref={np.round(problem.ref_probs, 3).tolist()} beta={problem.beta:.3g}")
+              f"ref={np.round(problem.ref_probs, 3).tolist()} beta={problem.beta:.3g}"
+              + "".join(f" {f}={getattr(problem, f)!r}" for f, d in _NON_DEFAULT
+                        if getattr(problem, f) != d))
         kc = "n/a" if est.stiffness_current is None else f"{est.stiffness_current:.4f}"
         print(f"measured K={est.stiffness:.4f} (oracle slowest mode {oracle[0]:.4f}), "
               f"K_c={kc} (oracle {oracle[1]:.4f}), std_error={est.std_error:.2g}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = StabilityModel(est, problem=problem, simulation_steps=args.n_steps,
+            model = StabilityModel(est, problem=None if args.no_problem else problem,
+                                   simulation_steps=args.n_steps,
                                    horizon_steps=args.n_steps)
         for scheme in args.schemes:
             for mu in args.momenta:
@@ -375,7 +463,7 @@ if __name__ == "__main__":
           "median |eta* error|"
           "  (model = exact linear + nonlinear check; linear = exact linear alone; paper = closed "
           "form; islands = share of grid points that are stable above their lag's first edge)\n")
-    head = ("| problem | scheme | mu | islands | " + " | ".join(METHODS)
+    head = ("| problem | scheme | mu | islands | slow | " + " | ".join(METHODS)
             + " | model passes | s |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -383,6 +471,7 @@ if __name__ == "__main__":
         cells = [f"{v['accuracy']:.3f} ({v['edge_accuracy']:.3f}) / {v['false_safe']:.3f} / "
                  f"{v['false_prune']:.3f} / {v['threshold_error']:.1%}" for v in m.values()]
         print(f"| {label} | {scheme} | {mu:g} | {m['model']['islands']:.3f} | "
+              f"{m['model']['slow']:.3f} | "
               + " | ".join(cells) + f" | {'yes' if passes(m['model']) else 'NO'} | {dt:.1f} |")
     print(f"\nTargets: accuracy >= {TARGETS['accuracy']:.0%} (islands excluded: a threshold "
           f"cannot see them), false-safe <= {TARGETS['false_safe']:.0%}, median |eta* error| <= "
@@ -390,6 +479,15 @@ if __name__ == "__main__":
           f"{time.time() - t_start:.0f} s.")
     print(f"model meets all targets in {sum(passes(r[3]['model']) for r in rows)}/{len(rows)} "
           "cells")
+    if any(r[3]["model"]["slow"] > 0 for r in rows):
+        fails = [r for r in rows if not passes(r[3]["model"])]
+        print(f"(slow runs, still crawling toward p* at the horizon, in "
+              f"{sum(r[3]['model']['slow'] > 0 for r in rows)} cells; scored apart, the model "
+              f"meets all targets in {sum(passes(r[3]['model'], True) for r in rows)}/{len(rows)}"
+              f" cells" + ("; failing cells: settled accuracy / false-safe " if fails else "")
+              + ", ".join(f"{r[0].split(' (')[0]} {r[1][:5]} mu={r[2]:g}: "
+                          f"{r[3]['model']['settled_accuracy']:.3f} / "
+                          f"{r[3]['model']['settled_false_safe']:.3f}" for r in fails) + ")")
     print("| method | cells passing | worst accuracy (islands excluded) | worst false-safe | "
           "worst median abs. eta* error |")
     print("|---|---|---|---|---|")

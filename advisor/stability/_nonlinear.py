@@ -60,7 +60,7 @@ def scan_lattice(low: Any, high: Any, *, per_decade: int = _SIM_PER_DECADE) -> F
 
 def nonlinear_regime(mu: FloatArray, lag: Any, *, scheme: str, surrogate: str,
                      problem_known: bool) -> Any:
-    """Where a check caps the linear test (importance-ratio and logprob surrogates only).
+    """Where a check caps the linear test (every surrogate with the bandit known).
 
     Without the bandit: piecewise refresh, K_ref > 1, mu >= 0.5, where the linear test
     over-predicts 1.4-2.4x (false-safe 18-34%, bandit-findings.md section 5); the safety factor
@@ -70,10 +70,10 @@ def nonlinear_regime(mu: FloatArray, lag: Any, *, scheme: str, surrogate: str,
     above it (piecewise refresh above the on-policy bound; the linear horizon rule), so the
     simulated check scans up to 1.5x the asymptotic linear edge and sets the bound.
     """
+    if problem_known:  # every surrogate: on-policy they are one update, and the linear
+        return np.ones(mu.shape, bool)  # test over-predicts there too (stale: 37% at mu 0.8)
     if surrogate not in ("ratio", "logprob"):
         return np.zeros(mu.shape, bool)
-    if problem_known:
-        return np.ones(mu.shape, bool)
     if scheme != "piecewise":
         return np.zeros(mu.shape, bool)
     return (mu >= 0.5) & (np.asarray(lag) > 1)
@@ -122,11 +122,18 @@ def simulated_edge(problem: Any, mu: FloatArray, lag: Any, *, scheme: str, eta_l
     settled_from = np.zeros(len(todo), np.int64)  # first scan point known to have settled
     low = np.flatnonzero(bad[:, 0])
     if low.size:  # the edge lies below the scan: extend it downward by _SIM_EXTEND points
-        e = min(_SIM_EXTEND, n - 1)
+        e = _SIM_EXTEND
         below = grid[low, :1] * 10.0 ** (np.arange(-e, 0) / _SIM_PER_DECADE)
         bad_below = diverged(below.ravel(), np.repeat(m[low], e), np.repeat(g[low], e))
-        grid[low] = np.concatenate([below, grid[low, :n - e]], axis=1)
-        ext = np.concatenate([bad_below.reshape(below.shape), bad[low, :n - e]], axis=1)
+        # widen the scan by e columns so the extended rows keep their top (an edge up there
+        # must not be dropped); the other rows' new columns lie above their top and are never
+        # read (their first divergent point, or "none", is within the old columns)
+        above = grid[:, -1:] * 10.0 ** (np.arange(1, e + 1) / _SIM_PER_DECADE)
+        grid = np.concatenate([grid, above], axis=1)
+        bad = np.concatenate([bad, np.zeros((len(todo), e), bool)], axis=1)
+        grid[low] = np.concatenate([below, grid[low, :n]], axis=1)
+        ext = np.concatenate([bad_below.reshape(below.shape), bad[low, :n]], axis=1)
+        n = n + e
         never = ~(~ext).any(1)
         settled_from[low] = (~ext).argmax(1)
         # runs far below 30(1-mu)/(K N) cannot settle and read "divergent": the edge is the
