@@ -347,11 +347,16 @@ def _combine(values: list[float], errors: list[float]) -> tuple[float, float]:
     return mean, max(se_fit, se_between)
 
 
+def _off_plateau(value: float, plateau: float, on: list[FloatArray]) -> bool:
+    """Whether ``value`` is off ``plateau`` by more than the tolerance share of the rise."""
+    rise = float(np.median([abs(plateau - y[0]) for y in on]))
+    return abs(value - plateau) > _FROZEN_PLATEAU_TOLERANCE * rise
+
+
 def _check_pinned_plateau(plateau: float, fitted: list[float], on: list[FloatArray]) -> None:
     """Warn when a given ``plateau`` was not used (clean tails) and contradicts their fits."""
     tail = float(np.median(fitted))
-    rise = float(np.median([abs(tail - y[0]) for y in on]))
-    if abs(plateau - tail) > _FROZEN_PLATEAU_TOLERANCE * rise:
+    if _off_plateau(plateau, tail, on):
         warnings.warn(
             f"`plateau`={plateau:g} was not used: every on-policy curve has a clean tail, whose "
             f"fits settle at {tail:.4g}, so K comes from the tails (StiffnessEstimate.plateau "
@@ -367,8 +372,7 @@ def _check_frozen_plateau(i: int, plateau: float, p_star: float, on: list[FloatA
     (bandit-findings.md section 3). A sampler frozen elsewhere (e.g. at the start) relaxes to
     another plateau at another rate: K_c = 1.59 instead of 1.25 on the 2-arm reference.
     """
-    rise = float(np.median([abs(p_star - y[0]) for y in on]))
-    if abs(plateau - p_star) > _FROZEN_PLATEAU_TOLERANCE * rise:
+    if _off_plateau(plateau, p_star, on):
         warnings.warn(
             f"curves[{i}] (frozen sampler) settles at {plateau:.4g}, not at the on-policy "
             f"plateau {p_star:.4g}: its sampler was not frozen at the converged policy, so its "

@@ -35,9 +35,7 @@ from advisor.stability._model import StabilityModel
 from advisor.stability._theory import FloatArray as FloatArray
 from advisor.stability._theory import Scheme as Scheme
 from advisor.stability._theory import _affine_compose as _affine_compose
-from advisor.stability._theory import _damping_and_time as _damping_and_time
 from advisor.stability._theory import _is_stable as _is_stable
-from advisor.stability._theory import _multiplier_pair as _multiplier_pair
 from advisor.stability._theory import _piecewise_multiplier as _piecewise_multiplier
 from advisor.stability._theory import _piecewise_pair as _piecewise_pair
 from advisor.stability._theory import _pure_delay_sliding_rate as _pure_delay_sliding_rate

@@ -408,20 +408,13 @@ def _pure_delay_sliding_rate(lag: float, momentum: float) -> float:
     return 2.0 * math.sin(w / 2.0) * abs(complex(math.cos(w) - momentum, math.sin(w)))
 
 
-def _damping_and_time(z_dom: Any, z_sub: Any) -> tuple[FloatArray, FloatArray]:
-    """Damping ratio and time constant (steps) of the dominant per-step multipliers.
+def _damping_and_time_log(s1: Any, s2: Any) -> tuple[FloatArray, FloatArray]:
+    """Damping ratio and time constant (steps) from the logs ``s = ln z`` of the two multipliers.
 
     A complex (or negative) dominant multiplier ``z = exp(s)`` gives ``zeta = -Re s / |s|``; two
     real positive ones give the overdamped ``zeta = -(s1 + s2) / (2 sqrt(s1 s2)) >= 1``
     (``inf`` for a first-order mode). The time constant is ``-1 / ln|z_dom|``.
     """
-    with np.errstate(all="ignore"):
-        return _damping_and_time_log(np.log(np.asarray(z_dom, np.complex128)),
-                                     np.log(np.asarray(z_sub, np.complex128)))
-
-
-def _damping_and_time_log(s1: Any, s2: Any) -> tuple[FloatArray, FloatArray]:
-    """`_damping_and_time` from the logarithms ``s = ln z`` of the two multipliers."""
     s1, s2 = np.asarray(s1, np.complex128), np.asarray(s2, np.complex128)
     with np.errstate(all="ignore"):
         osc = np.abs(s1.imag) > 1e-12
@@ -433,20 +426,14 @@ def _damping_and_time_log(s1: Any, s2: Any) -> tuple[FloatArray, FloatArray]:
     return np.asarray(zeta, float), np.asarray(tau, float)
 
 
-def _multiplier_pair(
-    a: Any, mu: Any, rc: Any, lag: Any
-) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
-    """The two largest-modulus per-step multipliers of the piecewise-refresh system."""
-    a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
-    lam1, lam2 = _piecewise_pair(a, mu, rc, lag)
-    with np.errstate(all="ignore"):
-        return lam1 ** (1.0 / lag), lam2 ** (1.0 / lag)
-
-
 def _log_multiplier_pair(
     a: Any, mu: Any, rc: Any, lag: Any
 ) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
-    """Logarithms ``ln(lambda) / K_ref`` of `_multiplier_pair` (no complex powers: faster)."""
+    """Logs ``ln(lambda) / K_ref`` of the two largest per-step multipliers (piecewise refresh).
+
+    The per-step multiplier is ``lambda^(1/K_ref)`` of the Floquet multiplier; its log is taken
+    directly (no complex powers).
+    """
     a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
     lam1, lam2 = _piecewise_pair(a, mu, rc, lag)
     with np.errstate(all="ignore"):
