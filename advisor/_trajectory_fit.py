@@ -265,8 +265,8 @@ class RatePosterior:
 
 
 def rate_posterior(model: str, t: FloatArray, y: FloatArray, plateau: float | None,
-                   theta_hat: FloatArray, inflate: float, mu: float = 0.0
-                   ) -> RatePosterior | None:
+                   theta_hat: FloatArray, inflate: float, mu: float = 0.0,
+                   prior: tuple[float, float] | None = None) -> RatePosterior | None:
     """Posterior of the rate of a one-rate model (exponential, heavy_ball) on a node grid.
 
     Prior: flat in the linear parameters (plateau, start) and in log sigma; for the log-rate
@@ -285,11 +285,24 @@ def rate_posterior(model: str, t: FloatArray, y: FloatArray, plateau: float | No
     twice into the region within e^-30 of the highest density, the last grid aligned on the
     fitted rate (so that a noise-free curve's posterior is its fit). None when no node has a
     finite density (rewards that overflow the least squares).
+
+    ``prior`` = (centre, sd) in the nonlinear column's units (the log-rate: log lambda for the
+    exponential, log a = log(eta K) for heavy_ball): a normal density in the log-rate (a
+    log-normal in the rate) multiplied into Jeffreys' prior, which stays the base measure. A
+    wide prior therefore reduces to Jeffreys' (it cannot reopen the slow-rate runaway of a
+    flat prior); a tight one dominates it. The node grid is widened to the prior's +-8 sd
+    (the upper bound of heavy_ball's box, where the response stops being defined, is kept)
+    and 13 nodes at the centre +-6 sd join the coarse pass so that a narrow prior is not
+    missed. sd = 0 is a known rate: one node at the centre.
     """
     target = y if plateau is None else y - plateau
     floor = sse_floor(y)
     lo, hi = models.bounds(model, max(float(t.max()), 1.0), mu)
     lo_, hi_ = float(lo[0]), float(hi[0])
+    if prior is not None:
+        c, s = prior
+        lo_ = min(lo_, c - 8 * s)
+        hi_ = hi_ if model == "heavy_ball" else max(hi_, c + 8 * s)
 
     r = 1 + (plateau is None)
     nu = max(y.size - r, 1)
@@ -315,10 +328,21 @@ def rate_posterior(model: str, t: FloatArray, y: FloatArray, plateau: float | No
             with np.errstate(divide="ignore", invalid="ignore"):
                 lw = (-nu / 2 * np.log(np.maximum(sse, floor))
                       + 0.5 * np.linalg.slogdet(inv)[1] + np.log(info))
+                if prior is not None and prior[1] > 0:
+                    lw = lw - 0.5 * ((nl[rows, 0] - prior[0]) / prior[1]) ** 2
             parts.append((np.where(np.isfinite(lw), lw, -np.inf), sse, coef, inv))
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore
 
+    if prior is not None and prior[1] == 0:  # a known rate
+        lw, sse, coef, inv = evaluate(np.array([prior[0]]))
+        if not np.isfinite(lw).any():
+            return None
+        return RatePosterior(np.array([[prior[0]]]), np.ones(1), coef, inv,
+                             np.maximum(sse, floor) / nu * inflate, nu)
     nodes = np.linspace(lo_, hi_, _POST_COARSE)
+    if prior is not None:
+        extra = prior[0] + prior[1] * np.linspace(-6.0, 6.0, 13)
+        nodes = np.unique(np.concatenate([nodes, extra[(extra > lo_) & (extra < hi_)]]))
     for i in range(_POST_PASSES - 1):
         lw = evaluate(nodes)[0]
         if not np.isfinite(lw).any():
@@ -354,32 +378,69 @@ def posterior_median(model: str, post: RatePosterior, t_new: FloatArray,
     the smallest and the largest centre and is found there by Newton's method on the mixture's
     CDF, safeguarded by bisection, to 1e-10 of the largest |centre|.
     """
+    w, loc, lev, s2 = _mixture(model, post, t_new, plateau, mu)
+    return _mixture_quantile(w, loc, np.sqrt(s2[:, None] * np.maximum(lev, 0.0)), post.nu, 0.5)
+
+
+def posterior_band(model: str, post: RatePosterior, t_new: FloatArray, plateau: float | None,
+                   level: float, mu: float = 0.0) -> tuple[FloatArray, FloatArray]:
+    """Equal-tailed ``level`` posterior predictive interval of a new logged reward at ``t_new``.
+
+    For a fixed rate a new observation is Student-t with centre f_g and scale
+    s_g sqrt(1 + x^T (X^T X)^-1 x) (the noise of the new point included, as in the profile
+    band); the interval holds the (1 -+ level)/2 quantiles of the mixture over the rate nodes.
+    """
+    w, loc, lev, s2 = _mixture(model, post, t_new, plateau, mu)
+    scale = np.sqrt(s2[:, None] * (1.0 + np.maximum(lev, 0.0)))
+    return (_mixture_quantile(w, loc, scale, post.nu, (1 - level) / 2),
+            _mixture_quantile(w, loc, scale, post.nu, (1 + level) / 2))
+
+
+def _mixture(model: str, post: RatePosterior, t_new: FloatArray, plateau: float | None,
+             mu: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Weights (g,), centres (g, m), leverages x^T (X^T X)^-1 x (g, m) and s^2 (g,) per node."""
     keep = post.weight > 1e-12 * post.weight.max()
-    w, nl = post.weight[keep], post.nl[keep]
-    B = models.basis(model, nl, t_new, mu)
+    B = models.basis(model, post.nl[keep], t_new, mu)
     Xn = B if plateau is not None else np.concatenate([np.ones(B.shape[:2] + (1,)), B], 2)
     loc = (Xn @ post.coef[keep])[..., 0] + (0.0 if plateau is None else plateau)
     lev = np.sum((Xn @ post.inv[keep]) * Xn, axis=2)
-    scale = np.sqrt(post.s2[keep][:, None] * np.maximum(lev, 0.0))
-    low, high = loc.min(axis=0), loc.max(axis=0)
+    return post.weight[keep], loc, lev, post.s2[keep]
+
+
+def _mixture_quantile(w: FloatArray, loc: FloatArray, scale: FloatArray, nu: int,
+                      q: float) -> FloatArray:
+    """The ``q`` quantile of sum_g w_g t_nu(loc_g, scale_g), per column (Newton + bisection).
+
+    It lies between the smallest and the largest component quantile; solved there to 1e-10
+    of the largest |component quantile| or until the mixture CDF is within 1e-9 of ``q``.
+    """
+    tq = float(special.stdtrit(nu, q))
+    comp = loc + scale * tq
+    low, high = comp.min(axis=0), comp.max(axis=0)
     if w.size == 1:
-        return loc[0]
-    tol = 1e-10 * max(float(np.abs(loc).max()), 1e-300)
+        return comp[0]
+    tol = 1e-10 * max(float(np.abs(comp).max()), 1e-300)
     safe = np.where(scale > 0, scale, 1.0)
-    nu = post.nu
     c = math.exp(special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2)) / math.sqrt(nu * math.pi)
-    v = np.clip(w @ loc, low, high)
+    if q == 0.5:
+        v = np.clip(w @ loc, low, high)
+    else:  # start from the moment-matched t quantile (the bracket's mean is far off in a tail)
+        mean = w @ loc
+        var = w @ (loc * loc + scale * scale * (nu / (nu - 2) if nu > 2 else 1.0)) - mean * mean
+        v = np.clip(mean + np.sqrt(np.maximum(var, 0.0)) * tq * math.sqrt(max(nu - 2, 1) / nu),
+                    low, high)
     for _ in range(100):  # Newton on the mixture CDF, kept inside the bracket by bisection
         z = (v - loc) / safe
         cdf = np.where(scale > 0, special.stdtr(nu, z), (z >= 0).astype(np.float64))
-        excess = w @ cdf - 0.5
+        excess = w @ cdf - q
         density = w @ np.where(scale > 0, c * (1 + z * z / nu) ** (-(nu + 1) / 2) / safe, 0.0)
         low, high = np.where(excess < 0, v, low), np.where(excess < 0, high, v)
         with np.errstate(divide="ignore", invalid="ignore"):
             step = v - excess / density
         step = np.where((step > low) & (step < high), step, 0.5 * (low + high))
-        done = (np.abs(step - v) <= tol) | (high - low <= tol)
-        v = step
+        hit = np.abs(excess) <= 1e-9  # the CDF is met: the quantile is within 1e-9 / density
+        done = (np.abs(step - v) <= tol) | (high - low <= tol) | hit
+        v = np.where(hit, v, step)
         if np.all(done):
             break
     return v

@@ -24,6 +24,7 @@ kernels live in `advisor._trajectory_models`, the least squares and the predicti
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -342,6 +343,8 @@ class TrajectoryFit:
         candidates: AICc of every model that was fitted.
         momentum: The heavy-ball mu given to the fit (None when not given).
         message: How the fit was obtained and any caveat.
+        rate_prior: The ``(centre, log_sd)`` rate prior given to the fit (None when not given);
+            it enters :meth:`predict` only (see `fit_trajectory`).
 
     Example:
         >>> t = np.arange(60)
@@ -373,8 +376,9 @@ class TrajectoryFit:
     _data: tuple[FloatArray, FloatArray, float | None] = field(repr=False)
     _solutions: dict[str, tuple[FloatArray, FloatArray]] = field(repr=False)
     _inflate: float = field(repr=False)
-    # the rate posterior of predict(), computed once per fit (one-rate models)
+    # the rate posterior of predict() per one-rate model, computed once per fit
     _posterior: dict[str, Any] = field(default_factory=dict, repr=False)
+    rate_prior: tuple[float, float] | None = None
 
     @property
     def time_constant(self) -> float:
@@ -408,14 +412,19 @@ class TrajectoryFit:
         pin the rate, and it does not swing with the least-squares rate where they do not
         (on a prefix with 1-1.5 e-folds the plateau extrapolated by least squares has heavy
         tails). For the oscillator and two_timescale it is the reported model's curve; the
-        fitted parameters and R^2 are least squares for every model.
+        fitted parameters and R^2 are least squares for every model. With a ``rate_prior``
+        (see `fit_trajectory`) the log-normal prior on the rate multiplies Jeffreys' prior.
 
         The interval is a profile-likelihood prediction interval of a new logged reward (it
         covers a noisy observation, not only the mean): every value whose best fit, over the
         rates and the linear parameters, stays within the Student-t threshold of the best fit;
         it reduces to the exact t interval for a linear model and keeps the skewed uncertainty
         of a rate seen over a short prefix. It is the union over the reported model and the
-        candidates within 6 AICc units of the best (two_timescale only when reported).
+        candidates within 6 AICc units of the best (two_timescale only when reported). With a
+        ``rate_prior`` it is instead the equal-tailed posterior predictive interval of a new
+        logged reward (the mixture over the rate posterior, prior included; union over the
+        same candidates): a profile band ignores any prior, so it would throw the pilot's
+        information away exactly where the prefix does not pin the rate.
 
         Args:
             steps: Steps to predict at, shape (m,).
@@ -440,11 +449,7 @@ class TrajectoryFit:
             "steps", steps, low=0.0, hint="Training starts at step 0 (as in the fit)."))
         mu = 0.0 if self.momentum is None else self.momentum
         t, y, pinned = self._data
-        if self.model in _ONE_RATE and "rate" not in self._posterior:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                self._posterior["rate"] = _fitting.rate_posterior(
-                    self.model, t, y, pinned, self._theta, self._inflate, mu)
-        post = self._posterior.get("rate")
+        post = self._rate_posterior(self.model, self._theta)
         if post is not None:
             mean = _fitting.posterior_median(self.model, post, t_new, pinned, mu)
         else:  # two-rate models, or no finite posterior density (overflowing rewards)
@@ -457,11 +462,30 @@ class TrajectoryFit:
             # barely identified and its band would swamp the others
             pooled = m == self.model or (m != "two_timescale" and
                                           self.candidates[m] - best <= _BAND_AICC)
-            if pooled:
+            if not pooled:
+                continue
+            post_m = None if self.rate_prior is None else self._rate_posterior(m, theta)
+            if post_m is not None:
+                lo_m, hi_m = _fitting.posterior_band(m, post_m, t_new, pinned, q, mu)
+            else:
                 lo_m, hi_m = _fitting.prediction_band(m, t, y, pinned, theta, cov, t_new, q,
                                                       n_samples, rng, self._inflate, mu)
-                low, high = np.minimum(low, lo_m), np.maximum(high, hi_m)
+            low, high = np.minimum(low, lo_m), np.maximum(high, hi_m)
         return mean, low, high
+
+    def _rate_posterior(self, model: str, theta: FloatArray) -> _fitting.RatePosterior | None:
+        """Rate posterior of a one-rate candidate (cached; None for two-rate models)."""
+        if model not in _ONE_RATE:
+            return None
+        if model not in self._posterior:
+            mu = 0.0 if self.momentum is None else self.momentum
+            t, y, pinned = self._data
+            prior = None if self.rate_prior is None else _prior_log_rate(model, *self.rate_prior,
+                                                                         mu)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._posterior[model] = _fitting.rate_posterior(
+                    model, t, y, pinned, theta, self._inflate, mu, prior)
+        return self._posterior[model]
 
 
 def _select(good: Sequence[_fitting.Solution], candidates: dict[str, float]
@@ -485,7 +509,8 @@ def _select(good: Sequence[_fitting.Solution], candidates: dict[str, float]
 
 def _finish(sol: _fitting.Solution, t: FloatArray, y: FloatArray, plateau: float | None,
             n_dropped: int, solutions: Sequence[_fitting.Solution],
-            candidates: dict[str, float], momentum: float | None, note: str) -> TrajectoryFit:
+            candidates: dict[str, float], momentum: float | None, note: str,
+            rate_prior: tuple[float, float] | None = None) -> TrajectoryFit:
     n, k = y.size, int(sol.free.sum())
     resid = y - _models.evaluate(sol.model, sol.theta, t, sol.mu)
     s2 = sol.sse / (n - k)
@@ -508,7 +533,7 @@ def _finish(sol: _fitting.Solution, t: FloatArray, y: FloatArray, plateau: float
         momentum=momentum, message=note.strip(), _theta=sol.theta,
         _data=(t, y, plateau),
         _solutions={s.model: (s.theta, _fitting.covariance(s, n, inflate)) for s in solutions},
-        _inflate=inflate)
+        _inflate=inflate, rate_prior=rate_prior)
 
 
 def _check_steps(steps: Any, kept: npt.NDArray[np.bool_]) -> FloatArray:
@@ -524,7 +549,43 @@ def _check_steps(steps: Any, kept: npt.NDArray[np.bool_]) -> FloatArray:
     return t
 
 
-def _check_models(models: Sequence[str] | None, momentum: float | None) -> tuple[str, ...]:
+def _check_rate_prior(rate_prior: Any) -> tuple[float, float] | None:
+    """``(centre, log_sd)`` as floats: centre > 0, log_sd >= 0, both finite."""
+    if rate_prior is None:
+        return None
+    if isinstance(rate_prior, np.ndarray) and rate_prior.ndim == 1:
+        rate_prior = rate_prior.tolist()
+    if isinstance(rate_prior, (str, bytes, Mapping)) or not isinstance(rate_prior, Sequence):
+        raise TypeError(f"`rate_prior` must be a pair (centre, log_sd) of numbers, got "
+                        f"{type(rate_prior).__name__} {rate_prior!r}. Example: (0.02, 0.25) "
+                        "for a dimensionless rate eta*K/(1-mu) of 0.02 known within ~25%.")
+    if len(rate_prior) != 2:
+        raise ValueError(f"`rate_prior` must be a pair (centre, log_sd), got {len(rate_prior)} "
+                         f"values {tuple(rate_prior)!r}. Example: (0.02, 0.25).")
+    centre = check_interval("rate_prior[0]", rate_prior[0], low=0.0, low_closed=False,
+                            hint="The centre is the dimensionless rate x = eta*K/(1-mu) > 0 "
+                                 "(StiffnessEstimate.rate(learning_rate, momentum=mu)).")
+    sd = check_interval("rate_prior[1]", rate_prior[1], low=0.0,
+                        hint="The log standard deviation is >= 0 (0: the rate is known), e.g. "
+                             "sqrt((std_error / K)**2 + 0.23**2).")
+    return centre, sd
+
+
+def _prior_log_rate(model: str, centre: float, sd: float, mu: float) -> tuple[float, float]:
+    """The prior in a one-rate model's nonlinear column: log(eta K) or log(relaxation rate)."""
+    if model == "heavy_ball":
+        return math.log(centre * (1 - mu)), sd
+    lam = float(relaxation_rate(centre, mu))
+    if not (lam > 0 and math.isfinite(lam)):
+        raise ValueError(f"`rate_prior[0]` must be a dimensionless rate at which the map relaxes "
+                         f"(eta*K < 2(1 + mu)), got {centre!r} at momentum {mu!r}.")
+    return math.log(lam), sd
+
+
+def _check_models(models: Sequence[str] | None, momentum: float | None,
+                  rate_prior: tuple[float, float] | None = None) -> tuple[str, ...]:
+    if models is None and rate_prior is not None:
+        return ("exponential",) + (("heavy_ball",) if momentum else ())
     if models is None:
         return MODELS + (("heavy_ball",) if momentum else ())
     if isinstance(models, str) or not models:
@@ -535,6 +596,11 @@ def _check_models(models: Sequence[str] | None, momentum: float | None) -> tuple
     if "heavy_ball" in models and momentum is None:
         raise ValueError("`momentum` must be given with model 'heavy_ball', got None. Pass the "
                          "heavy-ball momentum of the optimizer (SGD momentum; not adam_beta1).")
+    two_rate = [m for m in models if m not in _ONE_RATE]
+    if rate_prior is not None and two_rate:
+        raise ValueError(f"`models` must be one-rate models ('exponential', 'heavy_ball') with "
+                         f"`rate_prior`, got {tuple(models)!r}. The prior is on the one rate of "
+                         "those models; drop " + ", ".join(map(repr, two_rate)) + ".")
     return tuple(models)
 
 
@@ -546,6 +612,7 @@ def fit_trajectory(
     plateau: float | None = None,
     momentum: float | None = None,
     nan_policy: Literal["raise", "omit"] = "raise",
+    rate_prior: tuple[float, float] | None = None,
 ) -> TrajectoryFit:
     """Fit a reward curve with each candidate model and report the best by AICc.
 
@@ -571,6 +638,29 @@ def fit_trajectory(
         momentum: Heavy-ball momentum mu in [0, 1) of the run (``torch.optim.SGD``'s
             ``momentum``; NOT Adam's beta1, an EMA). Enables the ``"heavy_ball"`` model.
         nan_policy: ``"raise"`` on non-finite rewards, or ``"omit"`` them (counted in the fit).
+        rate_prior: ``(centre, log_sd)``, a log-normal prior on the rate: log(rate) ~
+            N(log centre, log_sd^2). ``centre`` is the DIMENSIONLESS rate x = eta*K/(1 - mu)
+            (what `advisor.StiffnessEstimate.rate` returns for a learning rate and heavy-ball
+            momentum; ``trajectory(rate=x)``; ``params["dimensionless_rate"]`` of a
+            heavy_ball fit). For ``"heavy_ball"`` the prior is on eta*K = x (1 - mu); for
+            ``"exponential"`` on its per-step rate lambda = ``relaxation_rate(x, momentum)``
+            (the slow root of the heavy-ball map; -ln(1 - x) at mu = 0, ~x when overdamped),
+            so pass the run's ``momentum`` for an inertial curve. ``log_sd`` >= 0 is the
+            standard deviation of log(rate): the stiffness's relative error plus the model's
+            scatter, sqrt((std_error/K)^2 + s_model^2); 0 means the rate is known. Only the
+            one-rate models take it: with a prior, ``models=None`` means the exponential (and
+            heavy_ball when ``momentum`` > 0), and a two-rate model is an error. The prior
+            multiplies Jeffreys' prior in the rate posterior (a wide prior falls back to it),
+            so it changes :meth:`TrajectoryFit.predict`: the point prediction (the posterior
+            median) and the interval (the posterior predictive interval, the profile band
+            when no prior is given). The fitted parameters, R^2, AICc and the model choice
+            stay least squares on the data alone (not a MAP): they describe what this curve
+            says, so ``fit.rate`` against the prior shows whether a run follows the pilot's
+            stiffness. With a prior whose centre is off by a draw of the stated log_sd (0.25),
+            the 90% interval covers the true final mean from a 25% prefix in 0.92-0.99 of the
+            curves in every cell of benchmarks/fit_quality.py (session 5 of its results); a
+            log_sd that understates the centre's error makes it overconfident (half the true
+            error: 0.88, a quarter: 0.65 on slow-start heavy-ball curves).
 
     Returns:
         The reported :class:`TrajectoryFit`; ``candidates`` holds every model's AICc.
@@ -580,8 +670,8 @@ def fit_trajectory(
             the exponential and heavy ball, 6 for the oscillator, 7 for two_timescale; one
             fewer with ``plateau``), or a constant curve.
         FitError: No model converged (``.partial`` holds the best unconverged fit or None).
-        ValueError: Bad ``steps``, ``models``, ``plateau`` or ``momentum`` (``TypeError`` for
-            a non-number).
+        ValueError: Bad ``steps``, ``models``, ``plateau``, ``momentum`` or ``rate_prior``
+            (``TypeError`` for a non-number or a ``rate_prior`` that is not a pair).
 
     Example:
         >>> t = np.arange(80)
@@ -593,12 +683,20 @@ def fit_trajectory(
         >>> fit = fit_trajectory(y, momentum=0.9)
         >>> fit.model, round(fit.params["dimensionless_rate"], 4)
         ('heavy_ball', 0.02)
+        >>> noisy = y[:20] + 0.03 * np.sin(2.3 * t[:20])  # 20 of 80 steps: rate not pinned
+        >>> hb = dict(models=("heavy_ball",), momentum=0.9)
+        >>> round(float(fit_trajectory(noisy, **hb).predict([79])[0][0]), 2)
+        0.43
+        >>> fit = fit_trajectory(noisy, **hb, rate_prior=(0.02, 0.1))  # x = eta K / (1 - mu)
+        >>> [round(float(v[0]), 2) for v in fit.predict([79])], round(float(y[79]), 2)
+        ([0.77, 0.67, 0.88], 0.79)
     """
     y, kept = as_finite_1d("rewards", rewards, nan_policy=nan_policy)
     t = _check_steps(steps, kept)
     if momentum is not None:
         momentum = check_interval("momentum", momentum, low=0.0, high=1.0, high_closed=False)
-    models = _check_models(models, momentum)
+    rate_prior = _check_rate_prior(rate_prior)
+    models = _check_models(models, momentum, rate_prior)
     mu = 0.0 if momentum is None else momentum
     if plateau is not None:
         plateau = check_interval("plateau", plateau)
@@ -640,5 +738,8 @@ def fit_trajectory(
              f"parameters within {_SELECT_AICC} units of the best).")
     if best.at_bound:
         note += " A rate or damping parameter sits at its bound: the curve does not determine it."
+    if rate_prior is not None:  # a centre the map cannot relax at fails here, not in predict()
+        for s in good:
+            _prior_log_rate(s.model, *rate_prior, mu)
     return _finish(best, t, y, plateau, n_dropped, good,
-                   {s.model: candidates[s.model] for s in good}, momentum, note)
+                   {s.model: candidates[s.model] for s in good}, momentum, note, rate_prior)

@@ -22,19 +22,25 @@ logged point (real median R^2 0.985; here with the family's step count, not 19 p
 
 Fit settings: ``pruner`` = what `TrajectoryPruner` fits by default (the trial is heavy-ball
 SGD with the family's momentum: the exponential at mu = 0, the known-momentum heavy_ball
-model at mu = 0.9); ``default`` = `fit_trajectory` defaults without momentum; ``default+mu``
-= defaults with the momentum given (heavy_ball joins the candidates); ``exp`` = exponential.
+model at mu = 0.9); ``pruner+K`` = the same fit as `TrajectoryPruner(stiffness=...)` makes
+it: with the log-normal rate prior of a pilot's stiffness, centred at a SIMULATED pilot
+estimate of the curve's dimensionless rate, truth x exp(N(0, s)) with s = sqrt(pilot_error^2
++ s_model^2) (pilot_error 0.10 = the relative standard error of K; s_model 0.23, the scatter
+of real SGD runs' rates about lr K / (1 - mu), `advisor.pruner._MODEL_SCATTER`), and log sd s
+(drawn from a separate generator, so the curves are those of the other settings);
+``default`` = `fit_trajectory` defaults without momentum; ``default+mu`` = defaults with the
+momentum given (heavy_ball joins the candidates); ``exp`` = exponential.
 
 Prints per cell: median R^2 against the data, the noise ceiling (R^2 of the TRUE curve against
 the data: no fit can beat it), R^2 of the fit against the true mean curve, plateau error, and
 the final reward predicted from a 25% prefix (error of `predict()`'s point and of the
 least-squares curve, share within 0.05, 90%-interval coverage of the true mean and of the noisy
-logged value). Then a PASS/FAIL line per cell for the `pruner`
-setting against the targets: median prediction error <= 0.05, cov90 >= 0.85, median R^2 within
+logged value). Then a PASS/FAIL line per cell for the `pruner` and `pruner+K`
+settings against the targets: median prediction error <= 0.05, cov90 >= 0.85, median R^2 within
 0.01 of the ceiling, median R^2 against the truth >= 0.95, median plateau error <= 0.01.
 
 Run: python benchmarks/fit_quality.py [--n-curves 100] [--seed 0] [--samples 100 128 ...]
-     [--n-timing 20]
+     [--n-timing 20] [--pilot-error 0.10]
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Args:
     """fraction of the curve the extrapolation sees"""
     n_timing: int = 20
     """repetitions of each timed fit"""
+    pilot_error: float = 0.10
+    """relative standard error of the simulated pilot's K (setting ``pruner+K``)"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,23 +107,23 @@ BINS = ((0.0, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, np.inf))
 TARGET_ERR, TARGET_COV, TARGET_R2_TRUTH, TARGET_DP = 0.05, 0.85, 0.95, 0.01
 
 
-def fit(y: np.ndarray, setting: str, mu: float):
+def fit(y: np.ndarray, setting: str, mu: float, prior: tuple[float, float] | None = None):
     """The fit a setting makes (``pruner`` reuses the pruner's own choice and fallbacks)."""
-    if setting == "pruner":
+    if setting in ("pruner", "pruner+K"):
         # the pruner's private model choice, so the table measures exactly what it fits
         return pruner._fit({"optim": "sgd", "momentum": mu}, np.arange(y.size, dtype=float), y,
-                           None)
+                           None, prior if setting == "pruner+K" else None)
     if setting == "exp":
         return fit_trajectory(y, models=("exponential",))
     return fit_trajectory(y, momentum=mu if setting == "default+mu" else None)
 
 
 def evaluate(curve: dict, prefix: float, setting: str) -> dict:
-    y, truth, mu = curve["observed"], curve["truth"], curve["mu"]
+    y, truth, mu, prior = curve["observed"], curve["truth"], curve["mu"], curve.get("prior")
     n = y.size
-    full = fit(y, setting, mu)
+    full = fit(y, setting, mu, prior)
     m = int(round(prefix * n))
-    part = fit(y[:m], setting, mu)
+    part = fit(y[:m], setting, mu, prior)
     mean, low, high = part.predict([n - 1], interval=0.9)
     # the least-squares curve's extrapolation (predict()'s point before the rate posterior)
     ls = _models.evaluate(part.model, part._theta, np.array([n - 1.0]), part.momentum or 0.0)
@@ -171,12 +179,18 @@ def verdict(cell: pd.Series, ci: tuple[float, float]) -> str:
 
 def main(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
+    # the simulated pilot: its own generator, so the curves are those of the other settings
+    pilot_rng = np.random.default_rng([args.seed, 1])
+    s_prior = float(np.hypot(args.pilot_error, pruner._MODEL_SCATTER["sgd"]))
     rows = []
     cells = [(f, s) for f in ("exp", "hb0.9") for s in args.samples] + [("trl", 128)]
     for family, samples in cells:
         curves = [make_curve(rng, family, samples) for _ in range(args.n_curves)]
+        for c in curves:  # centre: the true dimensionless rate x, off by the pilot's error
+            c["prior"] = (c["rate"] * float(np.exp(pilot_rng.normal(0.0, s_prior))), s_prior)
         sd = float(np.median([np.std(c["observed"] - c["truth"]) for c in curves]))
-        settings = ("pruner", "default", "exp") + (("default+mu",) if family == "hb0.9" else ())
+        settings = (("pruner", "pruner+K", "default", "exp")
+                    + (("default+mu",) if family == "hb0.9" else ()))
         for setting in settings:
             for c in curves:
                 rows.append(dict(family=family, samples=samples, sd=sd, fit=setting,
@@ -204,14 +218,15 @@ def main(args: Args) -> dict:
             covObs=("cover_obs", "mean"), width=("width", "median"))
         tables.append(pre)
         print(pre.round(3).to_string(), end="\n\n")
-    print("Targets, `pruner` setting (the defaults TrajectoryPruner fits; pred: median error "
-          "[bootstrap 90% interval of that median over the cell's curves]):")
+    print("Targets, `pruner` setting and `pruner+K` (what TrajectoryPruner fits without and "
+          f"with a pilot's stiffness, prior log sd {s_prior:.3f}; pred: median error [bootstrap "
+          "90% interval of that median over the cell's curves]):")
     both = full.join(tables[0])
     for (family, samples, _, setting), cell in both.iterrows():
-        if setting == "pruner":
+        if setting in ("pruner", "pruner+K"):
             errs = df.loc[(df.family == family) & (df.samples == samples) & (df.fit == setting),
                           "pred_err"].to_numpy()
-            print(f"  {family:6s} {samples:5d}  {verdict(cell, median_ci(errs))}")
+            print(f"  {family:6s} {samples:5d}  {setting:8s} {verdict(cell, median_ci(errs))}")
     ms = timing(rng, args.n_timing)
     print()
     for name, (fit_ms, pred_ms) in ms.items():
@@ -225,6 +240,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=Args.seed)
     parser.add_argument("--samples", type=int, nargs="+", default=list(Args.samples))
     parser.add_argument("--n-timing", type=int, default=Args.n_timing)
+    parser.add_argument("--pilot-error", type=float, default=Args.pilot_error)
     ns = parser.parse_args()
     main(Args(n_curves=ns.n_curves, seed=ns.seed, samples=tuple(ns.samples),
-              n_timing=ns.n_timing))
+              n_timing=ns.n_timing, pilot_error=ns.pilot_error))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _posterior_oracle import exponential_posterior
+from _posterior_oracle import weighted_median
 
 from advisor import _trajectory_fit as _fitting
 from advisor import _trajectory_models as _models
@@ -35,32 +37,8 @@ def test_posterior_median_matches_a_brute_force_oracle() -> None:
     median = fit.predict([horizon], n_samples=50)[0][0]
     least_squares = _least_squares(fit, [horizon])[0]
 
-    n = t.size
-    rate = np.exp(np.linspace(np.log(0.05 / 24), np.log(5.0), 1200))
-    phi = np.exp(-rate[:, None] * t)
-    X = np.stack([np.ones_like(phi), phi], axis=2)
-    XtX = X.transpose(0, 2, 1) @ X
-    inv = np.linalg.inv(XtX)
-    beta_hat = (inv @ (X.transpose(0, 2, 1) @ y)[..., None])[..., 0]
-    d = -rate[:, None] * t * phi
-    jeffreys = np.linalg.norm(d - (X @ (inv @ (X.transpose(0, 2, 1) @ d[..., None])))[..., 0],
-                              axis=1)
-    sse_min = np.sum((y - (X @ beta_hat[..., None])[..., 0]) ** 2, axis=1)
-    u = np.linspace(-9, 9, 121)
-    z = np.stack([g.ravel() for g in np.meshgrid(u, u, indexing="ij")])
-    values, log_w = [], []
-    for i in range(rate.size):
-        chol = np.linalg.cholesky(sse_min[i] / (n - 2) * inv[i])
-        beta = beta_hat[i][:, None] + chol @ z
-        dev = beta - beta_hat[i][:, None]
-        sse = sse_min[i] + np.einsum("ik,ij,jk->k", dev, XtX[i], dev)
-        cell = np.prod(np.diag(chol))  # (plateau, amplitude) area of a grid cell, up to u's
-        log_w.append(-n / 2 * np.log(sse) + np.log(jeffreys[i] * cell))
-        values.append(beta[0] + beta[1] * np.exp(-rate[i] * horizon))
-    v, lw = np.concatenate(values), np.concatenate(log_w)
-    order = np.argsort(v)
-    cdf = np.cumsum(np.exp(lw[order] - lw.max()))
-    oracle = v[order][np.searchsorted(cdf / cdf[-1], 0.5)]
+    post = exponential_posterior(t, y, horizon)
+    oracle = weighted_median(post["values"], post["log_w"])
     assert abs(least_squares - oracle) > 0.03  # the case discriminates
     assert median == pytest.approx(oracle, abs=1e-3)
 

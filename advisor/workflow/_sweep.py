@@ -93,11 +93,22 @@ def _sampler_and_pruner(study: StudyFile, pilot: StudyPilot | None, guided: bool
     from advisor.sampler import StableRegionSampler
 
     defaults = pilot.knob_defaults(study)
-    sampler = StableRegionSampler(model=pilot.model(), search_space=study.distributions(),
+    model = pilot.model()
+    sampler = StableRegionSampler(model=model, search_space=study.distributions(),
                                   defaults=defaults, seed=seed)
     statistic = "mean" if study.objective == "builtin:bandit" else "final"
-    pruner = TrajectoryPruner(n_steps=study.budget.steps, statistic=statistic,
-                              n_warmup_steps=10, n_startup_trials=2, defaults=defaults)
+    settings = dict(n_steps=study.budget.steps, statistic=statistic, n_warmup_steps=10,
+                    n_startup_trials=2, defaults=defaults)
+    try:  # the pilot's K sets each trial's expected rate (a prior of the trajectory fits)
+        pruner = TrajectoryPruner(stiffness=model, **settings)
+    except (TypeError, ValueError) as exc:  # e.g. no finite standard error: fit without it
+        import warnings
+
+        from advisor.exceptions import AdvisorWarning
+
+        warnings.warn(f"the pruner's trajectory fits go without the pilot's stiffness ({exc}).",
+                      AdvisorWarning, stacklevel=2)
+        pruner = TrajectoryPruner(**settings)
     return sampler, pruner
 
 
