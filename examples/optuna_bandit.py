@@ -56,7 +56,8 @@ if __name__ == "__main__":
         study_name="optuna-bandit", storage="sqlite:///studies/optuna-bandit.db",
         load_if_exists=True, direction="maximize",
         sampler=StableRegionSampler(model=model, search_space=SPACE, seed=0),  # changed line 1
-        pruner=TrajectoryPruner(n_warmup_steps=60, n_steps=N_STEPS, statistic="mean"),  # 2
+        pruner=TrajectoryPruner(n_warmup_steps=60, n_steps=N_STEPS, statistic="mean",
+                                stiffness=model),  # changed line 2
     )
     study.optimize(objective, n_trials=n_trials)
     best = study.best_trial

@@ -55,7 +55,8 @@ if __name__ == "__main__":
         direction="maximize",
         sampler=StableRegionSampler(model=pilot.model(), search_space=distributions,
                                     seed=0),  # changed line 1
-        pruner=TrajectoryPruner(n_warmup_steps=20, n_steps=STEPS),  # changed line 2
+        pruner=TrajectoryPruner(n_warmup_steps=20, n_steps=STEPS,
+                                stiffness=pilot.model()),  # changed line 2
     )
     study.optimize(make_objective(task.model_path, list(task.reward_funcs), task.train_dataset,
                                   config, search_space=space, processing_class=task.tokenizer,
