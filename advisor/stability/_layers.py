@@ -21,7 +21,9 @@ from advisor.stability._calibration import EdgeEstimate
 from advisor.stability._conditions import _factorize
 from advisor.stability._conditions import _optional_float
 from advisor.stability._conditions import _StiffnessSummary
+from advisor.stability._nonlinear import _on_policy_factor
 from advisor.stability._nonlinear import nonlinear_regime
+from advisor.stability._nonlinear import on_policy_rows
 from advisor.stability._nonlinear import simulated_edge
 from advisor.stability._table import _Table
 from advisor.stability._table import build_tables
@@ -302,14 +304,15 @@ class _ModelLayers:
                 ) -> tuple[FloatArray, FloatArray, str, npt.NDArray[np.bool_]]:
         """Theory bound, its log-sigma, a note, and where a check (not the linear test) set it."""
         eta = self._linear_rate(mu, lag, scheme, exact)
-        sigma = np.full(mu.shape, math.hypot(self._se / self._k, _THEORY_SIGMA))
+        sigma0 = math.hypot(self._se / self._k, _THEORY_SIGMA)
+        sigma = np.full(mu.shape, sigma0)
         flag = self._in_nonlinear_regime(mu, lag, scheme)
         if self._multi_mode:
             flag = np.ones(mu.shape, bool)
         note = "exact linear test"
-        if linear_only or not flag.any():
+        if linear_only:
             return eta, sigma, note, np.zeros(mu.shape, bool)
-        few = self.problem is not None and (exact or len(np.unique(
+        few = flag.any() and self.problem is not None and (exact or len(np.unique(
             np.column_stack([mu[flag], lag[flag]]), axis=0)) <= 256)
         if few:
             # The bandit is simulated over the whole range where a run can settle (the ground
@@ -323,22 +326,47 @@ class _ModelLayers:
                                  eta_lin=eta[flag], wide=True, stiffness=self._k,
                                  n_steps=self._sim_steps, cache=self._sim_cache)
             note = "exact linear test + simulated bandit ({})"
-            if self._multi_mode:
-                eta[flag] = sim
-                return eta, sigma, note.format("multi-mode problem"), flag
             # a threshold wherever the bandit was simulated: islands of the linear test above
             # its edge need not be islands of the bandit (unseen hard prompts: false-safe 4-12%)
             eta[flag] = sim
+            if self._multi_mode:
+                return eta, sigma, note.format("multi-mode problem"), flag
             return eta, sigma, note.format("nonlinear regime"), flag
-        if self.problem is not None:
+        if self.problem is not None and flag.any():
             warnings.warn("Too many distinct (momentum, refresh) pairs to simulate the bandit; "
                           f"the nonlinear check falls back to the safety factor {self._safety:g}"
-                          " (multi-mode problems: the linear test alone).",
+                          " and the momentum factors of the theory layer without a bandit.",
                           AdvisorWarning, stacklevel=3)
             flag = flag & (mu >= 0.5) & (np.asarray(lag) > 1) & (scheme == "piecewise")
-        eta[flag] /= self._safety
-        sigma[flag] = np.hypot(sigma[flag], _SAFETY_SIGMA)
-        note = f"exact linear test / safety {self._safety:g} (nonlinear regime)"
+        # Without the bandit: the safety factor where the linear test is known to over-predict
+        # 1.4-2.4x (piecewise, K_ref > 1, mu >= 0.5), and on-policy the measured 2-arm momentum
+        # factor (`momentum_factor`: 1.3x at mu 0.5 to 2.7x at 0.95; on-policy the linear test
+        # was false-safe 1.36x at mu 0.9 on the 2-arm reference, 1.95x on the hard prompt). The
+        # factor is an envelope: the true over-prediction lies between 1 and it, so the edge's
+        # log-sigma grows by half its log.
+        rows = np.zeros(0, np.int64)
+        if self._nonlinear and self.optimizer == "sgd" and self.surrogate in ("ratio",
+                                                                            "logprob"):
+            rows = on_policy_rows(mu, lag, scheme=scheme)  # disjoint from flag (K_ref > 1)
+        if not rows.size and not flag.any():
+            return eta, sigma, note, flag
+        parts, sizes = [], []
+        if flag.any():
+            eta[flag] /= self._safety
+            sigma[flag] = np.hypot(sigma[flag], _SAFETY_SIGMA)
+            parts.append("safety")
+            sizes += [self._safety, self._safety]
+        if rows.size:
+            fac = _on_policy_factor(mu[rows])
+            eta[rows] /= fac
+            sigma[rows] = np.hypot(sigma0, 0.5 * np.log(fac))
+            flag[rows] = True  # (a fresh array)
+            parts.append("momentum factor")
+            sizes += [float(fac.min()), float(fac.max())]
+        lo, hi = min(sizes), max(sizes)
+        size = f"{lo:.3g}" if hi - lo < 5e-4 * hi else f"{lo:.3g}-{hi:.3g}"
+        note = (f"exact linear test / {' or '.join(parts)} {size} (no bandit simulated: "
+                "nonlinear over-prediction of the linear test)")
         return eta, sigma, note, flag
 
     # -- calibration layer -------------------------------------------------------------------

@@ -47,7 +47,12 @@ class StabilityModel(_ModelLayers):
       configuration (scanned up to 1.5x the asymptotic linear edge; with more than 2 arms,
       multi-mode, over the whole settling range); without the problem
       the bound is divided by ``safety`` where the linear test is known to over-predict
-      (piecewise refresh, K_ref > 1, mu >= 0.5);
+      (piecewise refresh, K_ref > 1, mu >= 0.5), and on-policy (K_ref = 1, sliding d = 0) by
+      the measured momentum factor (`advisor.stability._nonlinear.momentum_factor`: 1 at
+      mu = 0, 1.3 at 0.5-0.7, 1.44 at 0.8, 2.36 at 0.9, 2.7 at 0.95; the envelope of the linear
+      test's over-prediction of 2-arm bandits, which reached 1.36x at mu = 0.9 on the reference
+      and 1.95x on the hard prompt). The verdict's reason names the factor, and its log-sigma
+      grows by half the factor's log;
     * **calibration**: a measured `EdgeEstimate` moved to the requested batch, refresh interval,
       reuse and heavy-ball momentum by its transfer law (absent without ``edge``).
 

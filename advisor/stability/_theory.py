@@ -53,6 +53,14 @@ _N_SCAN = 48  # log-spaced scan points per config before bisection (ratio ~1.2 b
 _EDGE_RTOL = 1e-5
 _EDGE_LEVELS = 4
 _GROUP_MIN = 4096  # configs above which `_piecewise_pair` runs per distinct K_ref
+# Refresh intervals above _LONG_LAG use the long-lag kernel (`_piecewise_pair_long`): the plain
+# product of S loses eta K_c to rounding in 1 + mu - eta K_c once eta ~ 1/K_ref is tiny (relative
+# error ~ 1e-16 K_ref / (eta K_c K_ref): 1e-4 at K_ref = 1e12). Above _TOL_LAG the stability
+# tolerance is taken per refresh period, |lambda| < 1 - _TOL_LAG * _STABLE_TOL, not per step: a
+# per-step radius |lambda|^(1/K_ref) within 1e-12 of 1 is every stable radius once
+# K_ref >= 1e9, so the edge collapsed to the scan's bottom (K_ref 1e10: 1e-13 for 2e-10).
+_LONG_LAG = 4096
+_TOL_LAG = 100_000
 _N_HORIZON_BISECT = 12  # bracket [settling-radius edge, asymptotic edge] to 1/4096 of it
 
 
@@ -69,6 +77,14 @@ def _piecewise_pair(
     shape = a.shape
     a, mu, rc, kref = (np.ascontiguousarray(v).ravel() for v in (a, mu, rc, kref))
     k_max = int(kref.max()) if kref.size else 0
+    if k_max > _LONG_LAG:
+        long = kref > _LONG_LAG
+        dom_all, sub_all = np.empty(a.size, np.complex128), np.empty(a.size, np.complex128)
+        for idx, kernel in ((np.flatnonzero(long), _piecewise_pair_long),
+                            (np.flatnonzero(~long), _piecewise_pair)):
+            if idx.size:
+                dom_all[idx], sub_all[idx] = kernel(a[idx], mu[idx], rc[idx], kref[idx])
+        return dom_all.reshape(shape), sub_all.reshape(shape)
     uniform = kref.size > 0 and int(kref.min()) == k_max  # one K_ref: no per-entry selects
     if not uniform and kref.size > _GROUP_MIN and 0 < int(kref.min()) and k_max < 2**16:
         # many configs: one uniform pass per distinct K_ref (no selects; ~3x faster at 10^6)
@@ -101,6 +117,15 @@ def _piecewise_pair(
         # M = S^K R has a zero third column, so its nonzero spectrum is that of the 2x2 block
         # [[A00 + b0, A01], [A10 + b1, A11]].
         m00, m01, m10, m11 = acc[0] + acc[4], acc[1], acc[2] + acc[5], acc[3]
+        dom, sub = _eigen_pair(m00, m01, m10, m11)
+    return dom.reshape(shape), sub.reshape(shape)
+
+
+def _eigen_pair(m00: FloatArray, m01: FloatArray, m10: FloatArray, m11: FloatArray
+                ) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+    """Eigenvalues of the 2x2 matrices ``[[m00, m01], [m10, m11]]``, the larger modulus first
+    (a non-finite one reads inf)."""
+    with np.errstate(all="ignore"):
         tr, det = m00 + m11, m00 * m11 - m01 * m10
         disc = np.sqrt((tr * tr - 4.0 * det).astype(np.complex128))
         l1, l2 = (tr + disc) / 2.0, (tr - disc) / 2.0
@@ -108,7 +133,7 @@ def _piecewise_pair(
         dom, sub = np.where(first, l1, l2), np.where(first, l2, l1)
     dom = np.where(np.isfinite(dom), dom, np.inf + 0j)
     sub = np.where(np.isfinite(sub), sub, np.inf + 0j)
-    return dom.reshape(shape), sub.reshape(shape)
+    return dom, sub
 
 
 def _piecewise_multiplier(
@@ -116,6 +141,52 @@ def _piecewise_multiplier(
 ) -> npt.NDArray[np.complex128]:
     """Dominant (or, with ``second``, the other) Floquet multiplier of ``S^{K_ref} R``."""
     return _piecewise_pair(a, mu, rc, kref)[1 if second else 0]
+
+
+def _piecewise_pair_long(
+    a: FloatArray, mu: FloatArray, rc: FloatArray, kref: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+    """`_piecewise_pair` for long refresh intervals, without cancellation (flat arrays).
+
+    S is written in the eigenbasis ``V = [[1, mu], [1, 1]]`` of its ``eta = 0`` part (eigenvalues
+    1 and mu), as ``T = V^-1 A V = I + Y`` with ``c = eta K_c / (1 - mu)``:
+    ``Y = [[-c, -c mu], [c, mu - 1 + c mu]]``, ``b' = V^-1 b = -eta K_o / (1 - mu) (1, -1)``.
+    Powers compose as ``(I + Y)(I + Z) = I + (Y + Z + Y Z)``, so the slow mode's small
+    ``z^n - 1`` is summed from small terms and never rounded against 1. The monodromy in that
+    basis, ``T^K + b'_K (1, mu)`` (similar to ``S^K R``'s 2x2 block), gives the multipliers.
+    """
+    one_mu = 1.0 - mu
+    c = a * rc / one_mu
+    g = -a * (1.0 - rc) / one_mu
+    base = (-c, -c * mu, c, -one_mu + c * mu, g, -g)  # Y00 Y01 Y10 Y11 b0 b1
+    zero = np.zeros_like(a)
+    acc = (zero, zero, zero, zero, zero, zero)  # the identity map
+    k_max = int(kref.max())
+    with np.errstate(all="ignore"):
+        for bit in range(k_max.bit_length()):
+            sel = ((kref >> bit) & 1).astype(bool)
+            if sel.any():
+                prod = _near_identity_compose(acc, base)
+                acc = tuple(np.where(sel, p, q) for p, q in zip(prod, acc, strict=True))
+            if bit + 1 < k_max.bit_length():
+                base = _near_identity_compose(base, base)
+        y00, y01, y10, y11, b0, b1 = acc
+        m00, m01 = 1.0 + y00 + b0, y01 + mu * b0
+        m10, m11 = y10 + b1, 1.0 + y11 + mu * b1
+    return _eigen_pair(m00, m01, m10, m11)
+
+
+def _near_identity_compose(
+    p: tuple[FloatArray, ...], q: tuple[FloatArray, ...]
+) -> tuple[FloatArray, ...]:
+    """(I + Y_p, b_p) o (I + Y_q, b_q) as (Y_p + Y_q + Y_p Y_q, b_q + Y_p b_q + b_p)."""
+    p00, p01, p10, p11, pb0, pb1 = p
+    q00, q01, q10, q11, qb0, qb1 = q
+    return (
+        p00 + q00 + (p00 * q00 + p01 * q10), p01 + q01 + (p00 * q01 + p01 * q11),
+        p10 + q10 + (p10 * q00 + p11 * q10), p11 + q11 + (p10 * q01 + p11 * q11),
+        qb0 + (p00 * qb0 + p01 * qb1) + pb0, qb1 + (p10 * qb0 + p11 * qb1) + pb1,
+    )
 
 
 def _affine_compose(
@@ -188,8 +259,32 @@ def _is_stable(a: Any, mu: Any, rc: Any, lag: Any, scheme: str, rho_osc_max: flo
     if fast and scheme == "sliding" and rho_osc_max >= 1.0:
         a, mu = np.broadcast_arrays(a, mu)
         return sliding_stable(a, mu, rc, lag) & (a < 2.0 * (1.0 + mu))
+    if scheme == "piecewise" and int(np.max(lag, initial=0)) > _TOL_LAG:
+        return _is_stable_long(a, mu, rc, lag, rho_osc_max)
     rho, rho_osc = _radii(a, mu, rc, lag, scheme)
     return (rho < 1.0 - _STABLE_TOL) & (rho_osc < rho_osc_max) & (a < 2.0 * (1.0 + mu))
+
+
+def _is_stable_long(a: Any, mu: Any, rc: Any, lag: Any, rho_osc_max: float) -> Any:
+    """`_is_stable` (piecewise) with the tolerances taken per refresh period.
+
+    Up to ``_TOL_LAG`` the per-step test ``|lambda|^(1/K_ref) < 1 - _STABLE_TOL`` is kept, as
+    ``|lambda| < (1 - _STABLE_TOL)^K_ref``; beyond, ``|lambda| < 1 - _TOL_LAG _STABLE_TOL``
+    (1e-7: edges of a transversal crossing move by ~1e-7 relative). Oscillating multipliers
+    must satisfy ``|lambda| < rho_osc_max^K_ref`` (the per-step radius, in the period domain).
+    """
+    a, mu, rc, lag = np.broadcast_arrays(a, mu, rc, lag)
+    l1, l2 = _piecewise_pair(a, mu, rc, lag)
+    lag_f = lag.astype(float)
+    with np.errstate(all="ignore"):
+        tol = np.where(lag_f > _TOL_LAG, 1.0 - _TOL_LAG * _STABLE_TOL,
+                       np.exp(lag_f * math.log1p(-_STABLE_TOL)))
+        osc_max = np.exp(lag_f * math.log(rho_osc_max)) if rho_osc_max < 1.0 else 1.0
+    r1, r2 = np.abs(l1), np.abs(l2)
+    osc1 = (np.abs(l1.imag) > 0) | (l1.real < 0)
+    osc2 = (np.abs(l2.imag) > 0) | (l2.real < 0)
+    rho_osc = np.maximum(np.where(osc1, r1, 0.0), np.where(osc2, r2, 0.0))
+    return (r1 < tol) & (rho_osc < osc_max) & (a < 2.0 * (1.0 + mu))
 
 
 def _is_stable_within(a: Any, mu: Any, rc: Any, lag: Any, scheme: str,
