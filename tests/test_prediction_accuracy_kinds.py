@@ -57,3 +57,55 @@ def test_new_kinds_draw_what_they_say(bench, kind, check) -> None:  # type: igno
 def test_unknown_kind_is_rejected(bench) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="`kind` must be one of"):
         bench.random_problem(np.random.default_rng(0), "beta0")
+
+
+# ----------------------------------------------------------------------------------------------
+# slow runs: read divergent at the horizon, but not diverging (results file, session 5)
+# ----------------------------------------------------------------------------------------------
+_T = np.arange(2000)
+
+
+def _p(residual: np.ndarray) -> np.ndarray:
+    """p = p* - Delta x residual with p* = 0.8, p0 = 0.5 (residual 1 at the start)."""
+    return 0.8 - 0.3 * residual
+
+
+_PLATEAU = 0.98**_T * 0.67 + 0.33 * 0.9999**_T  # onto a plateau at 1/3 of Delta, crawling on
+
+
+@pytest.mark.parametrize(("residual", "slow"), [
+    (_PLATEAU, True),                                         # metastable plateau, crawling
+    (np.where(_T < 1700, _PLATEAU, _PLATEAU * 0.97 ** (_T - 1700)), True),  # leaves it late
+    (0.9995**_T, True),                                       # one soft mode, 37% left
+    (np.where(_T < 1600, _PLATEAU, _PLATEAU * np.exp(-(_T - 1600) / 20.0)
+              * np.cos((_T - 1600) / 15.0)), True),          # leaves it late, overshoots
+    (0.99995**_T, False),                                     # 90% left: not half way
+    (np.full(_T.shape, 1.0), False),                          # stuck at the start
+    (0.98**_T * 0.67 + 0.33, False),                          # a plateau that stopped decaying
+    (0.98**_T * 0.9 + 0.1 * np.cos(0.05 * _T), False),        # oscillation without decay
+    (0.98**_T * 0.9 + 0.005 * (1 + np.cos(0.05 * _T)), False),  # a small cycle (< rebound)
+    (0.98**_T * 0.9 + 0.1 + 1e-4 * 1.003**_T, False),         # a growing mode, however small
+    (0.98**_T * 0.9 + 0.1 * 1.001**_T, False),                # a slow blow-up
+    (np.where(_T < 1000, 0.98**_T, np.nan), False),           # non-finite
+    (np.where(_T < 50, 1 + 0.02 * _T, 2 * 0.98 ** (_T - 50.0)), False),  # away first (2 x Delta)
+])
+def test_slow_runs(bench, residual: np.ndarray, slow: bool) -> None:  # type: ignore[no-untyped-def]
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = _p(residual)
+    assert bench.slow_runs(p[None, :], 0.8, 0.5).tolist() == [slow]
+
+
+def test_slow_runs_are_the_real_plateau_of_seed_1234(bench) -> None:  # type: ignore[no-untyped-def]
+    # `--seed 1234 --kind smallbeta` #2, piecewise, mu = 0: 0.043-0.175 sit on the second-best
+    # arm (1/3 of Delta short of p*) at step 2,000 and read divergent; 8.9 at K_ref 8 blows up
+    from advisor.bandit import classify
+    from advisor.bandit import simulate
+    from advisor.dynamics import Regime
+
+    problem = _draw(bench, "smallbeta", seed=1234, n=3)[2]
+    p_star = fixed_point(problem)[1]
+    run = simulate(problem, learning_rate=[0.05, 0.15, 8.9], refresh_interval=[1, 1, 8],
+                   n_steps=2000)
+    assert all(r is Regime.DIVERGENT for r in classify(run.reward_current, p_star))
+    assert bench.slow_runs(run.reward_current, p_star, problem.start_reward).tolist() == [
+        True, True, False]
