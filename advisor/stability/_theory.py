@@ -179,14 +179,14 @@ def _piecewise_pair_long(
 def _near_identity_compose(
     p: tuple[FloatArray, ...], q: tuple[FloatArray, ...]
 ) -> tuple[FloatArray, ...]:
-    """(I + Y_p, b_p) o (I + Y_q, b_q) as (Y_p + Y_q + Y_p Y_q, b_q + Y_p b_q + b_p)."""
-    p00, p01, p10, p11, pb0, pb1 = p
-    q00, q01, q10, q11, qb0, qb1 = q
-    return (
-        p00 + q00 + (p00 * q00 + p01 * q10), p01 + q01 + (p00 * q01 + p01 * q11),
-        p10 + q10 + (p10 * q00 + p11 * q10), p11 + q11 + (p10 * q01 + p11 * q11),
-        qb0 + (p00 * qb0 + p01 * qb1) + pb0, qb1 + (p10 * qb0 + p11 * qb1) + pb1,
-    )
+    """(I + Y_p, b_p) o (I + Y_q, b_q) as (Y_p + Y_q + Y_p Y_q, b_q + Y_p b_q + b_p).
+
+    The products are `_affine_compose` of the deviations; the identity parts are added apart,
+    so the small Y never meets a 1 in a sum.
+    """
+    prod = _affine_compose(p, q)
+    return (p[0] + q[0] + prod[0], p[1] + q[1] + prod[1], p[2] + q[2] + prod[2],
+            p[3] + q[3] + prod[3], q[4] + prod[4], q[5] + prod[5])
 
 
 def _affine_compose(
